@@ -1,0 +1,3 @@
+from irfoundry.cli import main
+
+raise SystemExit(main())
