@@ -1,0 +1,62 @@
+"""The ``irfoundry`` command: a thin shell around importable functions.
+
+Exit codes: 0 success, 1 error (bad input: the message names the file or key and the fix),
+2 usage error (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from irfoundry import __version__
+from irfoundry.errors import IRFoundryError
+
+EPILOG = """examples:
+  irfoundry data synth --out synth_sirst          # embedded default dataset (SIRST layout)
+  irfoundry data check ../shared/data/sirst       # validate a dataset, list every problem
+  irfoundry models                                # host networks with params and MACs
+  irfoundry models import ACM_400.pth.tar --model acm --out acm.safetensors
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="irfoundry",
+        description="Infrared small-target detection toolkit: datasets, host networks, foundation-model teaching.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"irfoundry {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    from irfoundry.cli import data as data_cli
+    from irfoundry.cli import models as models_cli
+
+    data_cli.add_parser(sub)
+    models_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except IRFoundryError as exc:
+        print(f"irfoundry: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("irfoundry: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

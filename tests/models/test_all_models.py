@@ -1,0 +1,105 @@
+"""Generic tests over every registered host network (timm tests/test_models.py style)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from irfoundry.models import HostNet, create_model, list_models, model_entry
+from irfoundry.models.base import count_params
+
+ALL = list_models()
+# large hosts get the smallest legal input to keep the suite fast on a 2-core CPU
+SIZE = {"uiunet": (32, 64)}
+
+
+@pytest.fixture(scope="module", params=ALL)
+def model(request) -> HostNet:
+    torch.manual_seed(0)
+    return create_model(request.param)
+
+
+def _size(name: str) -> tuple[int, int]:
+    return SIZE.get(name, (64, 96))
+
+
+def test_registry_lists_expected_hosts():
+    expected = {"acm", "alcnet", "dnanet", "mshnet", "uiunet", "alclnet", "mlclnet", "unet_tiny"}
+    assert expected <= set(ALL), f"missing hosts: {expected - set(ALL)}"
+
+
+def test_eval_forward_returns_logits_of_input_size(model):
+    h, w = _size(model.model_name)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 1, h, w))
+    assert isinstance(out, torch.Tensor), "eval mode must return the main output only"
+    assert out.shape == (2, 1, h, w)
+    assert torch.isfinite(out).all()
+
+
+def test_train_forward_backward(model):
+    h, w = _size(model.model_name)
+    model.train()
+    out = model(torch.randn(2, 1, h, w))
+    outs = [out] if isinstance(out, torch.Tensor) else list(out)
+    assert len(outs) >= 1
+    for o in outs:
+        assert o.shape == (2, 1, h, w), "every (deep-supervision) output is full resolution"
+    loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(o, torch.zeros_like(o)) for o in outs)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads), "every parameter must receive a gradient"
+    assert any(g.abs().sum() > 0 for g in grads)
+    model.zero_grad(set_to_none=True)
+
+
+def test_declared_stage_features_match_encoder_outputs(model):
+    h, w = _size(model.model_name)
+    model.eval()
+    with torch.no_grad():
+        feats = model.encode(torch.randn(1, 1, h, w))
+    assert len(feats) == len(model.stage_channels) == len(model.stage_strides) > 0
+    for i, (f, c, s) in enumerate(zip(feats, model.stage_channels, model.stage_strides)):
+        assert f.shape == (1, c, h // s, w // s), f"stage {i}: got {tuple(f.shape)}, declared C={c}, stride={s}"
+    info = model.feature_info
+    assert [d["num_chs"] for d in info] == list(model.stage_channels)
+
+
+def test_decode_consumes_modified_bottleneck(model):
+    """A fusion module replaces the bottleneck between encode and decode: decode must use it."""
+    h, w = _size(model.model_name)
+    model.eval()
+    with torch.no_grad():
+        x = torch.randn(1, 1, h, w)
+        feats = model.encode(x)
+        base = model.decode(feats, (h, w))
+        changed = model.decode([*feats[:-1], feats[-1] + 1.0], (h, w))
+        assert torch.equal(base, model(x))
+    assert not torch.allclose(base, changed)
+
+
+def test_params_match_published(model):
+    entry = model_entry(model.model_name)
+    if entry.published_params is None:
+        pytest.skip(f"{entry.name} has no published parameter count")
+    n = count_params(model)
+    rel = abs(n - entry.published_params) / entry.published_params
+    assert rel <= 0.03, f"{entry.name}: {n} params vs published {entry.published_params} ({rel:.1%} off)"
+
+
+def test_any_size_divisible_by_32(model):
+    if model.model_name in SIZE:
+        pytest.skip("large host: covered at its small size")
+    model.eval()
+    with torch.no_grad():
+        for h, w in [(32, 32), (96, 160)]:
+            assert model(torch.randn(1, 1, h, w)).shape == (1, 1, h, w)
+
+
+def test_in_chans_option():
+    for name in ALL:
+        m = create_model(name, in_chans=3).eval()
+        h, w = _size(name)
+        with torch.no_grad():
+            assert m(torch.randn(1, 3, h, w)).shape == (1, 1, h, w)
