@@ -8,6 +8,6 @@ from irfoundry.models._registry import ModelEntry, create_model, list_models, mo
 from irfoundry.models.base import HostNet, main_output
 
 # model families: importing a module registers its variants
-from irfoundry.models import alclnet, dnanet, mlclnet, mshnet, uiunet, unet  # noqa: F401  (isort: skip)
+from irfoundry.models import acm, alclnet, alcnet, dnanet, mlclnet, mshnet, uiunet, unet  # noqa: F401  (isort: skip)
 
 __all__ = ["HostNet", "ModelEntry", "create_model", "list_models", "main_output", "model_entry", "register_model"]

@@ -38,6 +38,9 @@ class HostNet(nn.Module):
 
     stage_channels: tuple[int, ...] = ()
     stage_strides: tuple[int, ...] = ()
+    #: submodules the reference builds but never calls (kept so reference checkpoints load strictly);
+    #: they get no gradient, so DDP needs ``find_unused_parameters=True`` for such hosts
+    unused_modules: tuple[str, ...] = ()
     #: filled in by :func:`irfoundry.models.create_model`
     model_name: str = ""
     model_kwargs: dict = {}
