@@ -15,6 +15,10 @@ from irfoundry import __version__
 from irfoundry.errors import IRFoundryError
 
 EPILOG = """examples:
+  irfoundry quickstart                            # the main job: synthetic data -> train -> eval -> predict
+  irfoundry train configs/acm_sirst427.yaml --set trainer.max_epochs=50
+  irfoundry eval --checkpoint runs/RUN --data ../shared/data/sirst --split test --out eval/
+  irfoundry predict --checkpoint runs/RUN images/ --out preds/
   irfoundry data synth --out synth_sirst          # embedded default dataset (SIRST layout)
   irfoundry data check ../shared/data/sirst       # validate a dataset, list every problem
   irfoundry models                                # host networks with params and MACs
@@ -35,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     from irfoundry.cli import data as data_cli
+    from irfoundry.cli import engine as engine_cli
     from irfoundry.cli import models as models_cli
 
+    engine_cli.add_parsers(sub)
     data_cli.add_parser(sub)
     models_cli.add_parser(sub)
     return parser

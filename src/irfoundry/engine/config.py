@@ -41,7 +41,10 @@ class DataConfig:
     target_crop_prob: float = 0.5
     flip: bool = True
     rot90: bool = True
-    intensity_jitter: float = 0.0
+    #: random gain / bias / gamma / noise on the image (irfoundry.data.transforms.IntensityJitter)
+    intensity_jitter: bool = False
+    #: padding of images smaller than the crop: zero | reflect
+    pad_mode: str = "zero"
     num_workers: int = 0
     seed: int = 0
 
@@ -120,6 +123,7 @@ class RunConfig:
 
 #: allowed values of enumerated keys, checked by :func:`validate`
 CHOICES: dict[str, tuple[str, ...]] = {
+    "data.pad_mode": ("zero", "reflect"),
     "method.loss": ("softiou", "bce", "dice", "focal", "ohem_bce", "softiou+bce"),
     "optim.optimizer": ("adam", "adamw", "sgd"),
     "optim.scheduler": ("none", "step", "multistep", "cosine"),

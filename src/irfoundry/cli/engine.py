@@ -1,0 +1,121 @@
+"""``irfoundry train | eval | predict | quickstart``: thin shells around :mod:`irfoundry.engine`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+TRAIN_EPILOG = """examples:
+  irfoundry train configs/acm_sirst427.yaml
+  irfoundry train configs/acm_sirst427.yaml --set optim.lr=1e-3 --set trainer.max_epochs=50
+  irfoundry train configs/acm_sirst427.yaml --set trainer.devices=2 --set trainer.strategy=ddp
+  irfoundry train --resume runs/acm_sirst_supervised_20261121-101500     # continue an interrupted run
+
+Config sections: data, model, method, optim, trainer (see irfoundry/engine/config.py for every key).
+The run folder gets config.yaml (resolved), norm.json (train-split statistics), best/last.safetensors
+(+ .json), resume.ckpt, CSV and TensorBoard logs. 'best' is selected on the validation split.
+"""
+
+EVAL_EPILOG = """examples:
+  irfoundry eval --checkpoint runs/acm_sirst --data ../shared/data/sirst --split test --out eval/acm
+  irfoundry eval --checkpoint acm.safetensors --data ../shared/data/nudt_sirst:test
+
+Writes OUT/metrics.json: iou, niou, pd, fa (fractions; fa x 1e6 is the usual printed value),
+threshold, dataset, split and image count. Images are evaluated at native resolution.
+"""
+
+PREDICT_EPILOG = """examples:
+  irfoundry predict --checkpoint runs/acm_sirst images/*.png --out preds
+  irfoundry predict --checkpoint acm.safetensors ../shared/data/sirst/images --out preds
+
+Writes per image ID_prob.png (8-bit, value = round(255 p)), ID_mask.png, ID_overlay.png, and one
+targets.json (centroid, area, bounding box and peak score of every detected target).
+"""
+
+QUICK_EPILOG = """examples:
+  irfoundry quickstart                        # synthetic data, a few CPU minutes
+  irfoundry quickstart --minutes 1 --out qs
+  irfoundry quickstart --data ../shared/data/sirst --model acm --minutes 10
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a host network (Lightning)", description="Train from a YAML config.",
+                       epilog=TRAIN_EPILOG, formatter_class=RAW)
+    p.add_argument("config", nargs="?", help="YAML config (sections data, model, method, optim, trainer)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. optim.lr=1e-3 (repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split", description="Evaluate a checkpoint.",
+                       epilog=EVAL_EPILOG, formatter_class=RAW)
+    p.add_argument("--checkpoint", required=True, help=".safetensors file or run folder (uses best, else last)")
+    p.add_argument("--data", required=True, help="dataset folder, or PATH:SPLIT")
+    p.add_argument("--split", default=None, help="split name or split file (default: test)")
+    p.add_argument("--out", default=None, help="folder for metrics.json (default: print only)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="predict probability maps, masks and targets for images",
+                       description="Run a checkpoint on images, folders or globs.", epilog=PREDICT_EPILOG,
+                       formatter_class=RAW)
+    p.add_argument("--checkpoint", required=True, help=".safetensors file or run folder")
+    p.add_argument("inputs", nargs="+", help="images, folders or glob patterns")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("quickstart", help="the main job: data -> train -> eval -> predict in a few minutes",
+                       description="Generate (or use) a dataset, train a small host for a few CPU minutes, "
+                       "evaluate it on the test split and predict a few images.", epilog=QUICK_EPILOG,
+                       formatter_class=RAW)
+    p.add_argument("--data", default=None, help="dataset folder (default: generate the synthetic dataset)")
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget in minutes (default 3)")
+    p.add_argument("--model", default="unet_tiny", help="host network (default unet_tiny)")
+    p.add_argument("--out", default="quickstart", help="output folder (default ./quickstart)")
+    p.set_defaults(func=cmd_quickstart)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from irfoundry.engine.config import load_config
+    from irfoundry.engine.train import train
+    from irfoundry.errors import ConfigError
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("--resume continues a run with its saved config; do not pass a config or --set")
+        result = train(None, resume=args.resume)
+    else:
+        if not args.config:
+            raise ConfigError("give a config file (e.g. configs/acm_sirst427.yaml) or --resume RUN_DIR")
+        result = train(load_config(args.config, args.overrides))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from irfoundry.engine.evaluate import evaluate
+
+    split = args.split if args.split is not None else (None if ":" in str(args.data) else "test")
+    result = evaluate(args.checkpoint, args.data, split=split, out=args.out, threshold=args.threshold)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from irfoundry.engine.predict import predict
+
+    result = predict(args.checkpoint, args.inputs, args.out, threshold=args.threshold)
+    n = sum(len(v["targets"]) for v in result["targets"].values())
+    print(f"predicted {result['images']} image(s), {n} target(s) -> {result['out']}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from irfoundry.engine.quickstart import quickstart
+
+    quickstart(data=args.data, minutes=args.minutes, model=args.model, out=args.out)
+    return 0

@@ -1,0 +1,110 @@
+"""LightningModule wrapping a :class:`~irfoundry.methods.Method`.
+
+The module owns what every method shares: optimiser and schedule, the NaN guard, validation on padded
+full images cropped back to native size, and metric logging. The method owns the loss and the export.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from irfoundry.engine.config import OptimConfig
+from irfoundry.engine.metrics import build_eval_metrics
+from irfoundry.errors import IRFoundryError
+from irfoundry.methods.base import Method
+
+
+class TrainingDiverged(IRFoundryError):
+    """The loss became NaN or infinite; the message names the step and the batch's image ids."""
+
+
+class IRSTDModule(L.LightningModule):
+    """Train ``method`` with ``optim``; validate every branch of ``method.eval_branches()``.
+
+    Batches are dicts from :class:`irfoundry.data.IRSTDDataset` (training) and
+    :func:`irfoundry.engine.datamodule.pad_collate` (evaluation: ``image`` padded to a multiple of 32,
+    ``size`` the native sizes to crop back to).
+    """
+
+    def __init__(self, method: Method, optim: OptimConfig, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.method = method
+        self.optim_cfg = optim
+        self.threshold = threshold
+        self.val_metrics = torch.nn.ModuleDict(
+            {name: build_eval_metrics(threshold) for name in method.eval_branches()}
+        )
+
+    # ----------------------------------------------------------------------------------------- train
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss, logs = self.method.training_loss(batch)
+        if not torch.isfinite(loss):
+            ids = ", ".join(map(str, batch.get("id", [])))
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {self.current_epoch}, global step {self.global_step} "
+                f"(batch {batch_idx}, images: {ids}). The last good checkpoint is kept in the run folder; "
+                "lower optim.lr, check these images, or enable trainer.gradient_clip_val."
+            )
+        bs = batch["image"].shape[0]
+        for k, v in logs.items():
+            self.log(f"train/{k}", v, prog_bar=k == "loss", on_step=True, on_epoch=True, batch_size=bs)
+        return loss
+
+    # ------------------------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        for name, branch in self.method.eval_branches().items():
+            logits = branch(batch["image"])
+            self.val_metrics[name].update_padded(logits.float(), batch["mask"], batch["size"])
+
+    def on_validation_epoch_end(self) -> None:
+        for i, (name, metric) in enumerate(self.val_metrics.items()):
+            values = metric.compute()
+            metric.reset()
+            prefix = "val" if i == 0 else f"val_{name}"
+            for k, v in values.items():
+                self.log(f"{prefix}/{k}", v, prog_bar=(i == 0 and k in ("iou", "niou")), sync_dist=False)
+
+    # ------------------------------------------------------------------------------------- optimiser
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        name = cfg.optimizer.lower()
+        if name == "adam":
+            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        elif name == "adamw":
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        sched = build_scheduler(opt, cfg, self.trainer.max_epochs)
+        if sched is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, max_epochs: int):
+    """Per-epoch LR schedule: ``none | step | multistep | cosine``, each with optional linear warm-up."""
+    name = cfg.scheduler.lower()
+    warm = max(0, int(cfg.warmup_epochs))
+
+    def factor(epoch: int) -> float:
+        f = 1.0
+        if name == "step":
+            f = cfg.gamma ** (epoch // max(1, cfg.step_size))
+        elif name == "multistep":
+            f = cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        elif name == "cosine":
+            span = max(1, max_epochs - warm)
+            t = min(max(epoch - warm, 0), span) / span
+            floor = cfg.min_lr / cfg.lr
+            f = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        if warm and epoch < warm:
+            f *= (epoch + 1) / (warm + 1)
+        return f
+
+    if name == "none" and not warm:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -1,0 +1,45 @@
+"""Finding and loading what a run produced: a weights file, or a run folder holding ``best`` / ``last``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from irfoundry.errors import CheckpointError
+from irfoundry.models.checkpoint import load_weights, read_weights_meta
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A ``.safetensors`` file itself, or ``RUN_DIR/{which}.safetensors`` (falling back to ``last``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (which, "last"):
+            cand = path / f"{name}.safetensors"
+            if cand.is_file():
+                return cand
+        raise CheckpointError(f"run folder {path} holds no {which}.safetensors or last.safetensors")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (give a .safetensors file or a run folder)")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path} is not a .safetensors file; import reference checkpoints first with "
+            "'irfoundry models import FILE --model NAME --out X.safetensors'"
+        )
+    return path
+
+
+def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, dict]:
+    """Model (eval mode) and metadata of a checkpoint or run folder.
+
+    The metadata always has ``norm`` (``{"mean", "std"}``); imported reference checkpoints, which carry
+    none, get the identity normalisation with a note in ``meta["norm_source"]``.
+    """
+    file = resolve_checkpoint(path, which)
+    meta = read_weights_meta(file)
+    model = load_weights(file).eval()
+    if "norm" not in meta:
+        meta["norm"] = {"mean": 0.0, "std": 1.0}
+        meta["norm_source"] = "none stored with the weights: identity normalisation"
+    meta["file"] = str(file)
+    return model, meta

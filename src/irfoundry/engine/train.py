@@ -1,0 +1,152 @@
+"""``train(cfg) -> dict``: the importable training entry point (the CLI is a thin shell around it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+
+from irfoundry.data import load_norm_stats, save_norm_stats
+from irfoundry.engine.checkpointing import WeightsCheckpoint
+from irfoundry.engine.config import RunConfig, from_dict, read_yaml
+from irfoundry.engine.datamodule import IRSTDDataModule
+from irfoundry.engine.module import IRSTDModule, TrainingDiverged
+from irfoundry.errors import ConfigError
+from irfoundry.methods import build_method
+from irfoundry.models import create_model
+
+log = logging.getLogger(__name__)
+
+#: Lightning trainer state (optimiser, epoch, callbacks) for --resume, inside the run folder
+RESUME_CKPT = "state/resume.ckpt"
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    data = Path(cfg.data.root).name or "data"
+    return f"{cfg.model.name}_{data}_{cfg.method.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(cfg: RunConfig, resume: bool) -> Path:
+    """The run folder; refuses to write into a non-empty folder unless resuming it."""
+    name = cfg.trainer.run_name or default_run_name(cfg)
+    run_dir = Path(cfg.trainer.out_dir) / name
+    if resume:
+        if not (run_dir / RESUME_CKPT).is_file():
+            raise ConfigError(f"cannot resume {run_dir}: it holds no {RESUME_CKPT} (was it started by irfoundry train?)")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"run folder {run_dir} already exists and is not empty; pass --resume {run_dir} to continue it, "
+            "or choose another trainer.run_name / trainer.out_dir (nothing was overwritten)"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def resolve_resume(resume: str | os.PathLike) -> tuple[RunConfig, Path]:
+    """Config and folder of an interrupted run."""
+    run_dir = Path(resume)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"cannot resume {run_dir}: no config.yaml in it")
+    cfg = from_dict(read_yaml(cfg_path))
+    cfg.trainer.out_dir, cfg.trainer.run_name = str(run_dir.parent), run_dir.name
+    return cfg, run_dir
+
+
+def _precision(cfg: RunConfig) -> str:
+    if cfg.trainer.precision != "auto":
+        return cfg.trainer.precision
+    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
+        cfg.trainer.accelerator == "auto" and torch.cuda.is_available()
+    )
+    return "16-mixed" if on_gpu else "32-true"
+
+
+def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_time: str | None = None) -> dict:
+    """Train ``cfg.model`` with ``cfg.method`` on ``cfg.data``.
+
+    Args:
+        cfg: a :class:`RunConfig` (or a nested dict of its sections). Ignored when ``resume`` is given.
+        resume: folder of an interrupted run to continue (same result as an uninterrupted run on CPU).
+        max_time: optional wall-clock budget ``"DD:HH:MM:SS"`` (Lightning ``max_time``), e.g. for quickstart.
+
+    Returns:
+        ``{"run_dir", "best", "last", "best_epoch", "best_score", "monitor", "val_metrics", "data"}``.
+    """
+    if resume is not None:
+        cfg, run_dir = resolve_resume(resume)
+    else:
+        cfg = cfg if isinstance(cfg, RunConfig) else from_dict(cfg)
+        run_dir = prepare_run_dir(cfg, resume=False)
+
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    norm = load_norm_stats(run_dir / "norm.json") if resume is not None else None
+    dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm)
+    if resume is None:
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        save_norm_stats(dm.norm, run_dir / "norm.json")
+        (run_dir / "data.json").write_text(json.dumps(dm.summary(), indent=2))
+
+    host = create_model(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
+    method = build_method(cfg.method, host)
+    module = IRSTDModule(method, cfg.optim)
+
+    meta = {"config": cfg.to_dict(), "norm": {"mean": dm.norm["mean"], "std": dm.norm["std"]}, "data": dm.summary()}
+    weights_cb = WeightsCheckpoint(run_dir, meta, cfg.trainer.monitor, cfg.trainer.monitor_mode)
+    resume_cb = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=run_dir / Path(RESUME_CKPT).parent, filename=Path(RESUME_CKPT).stem, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    loggers = [
+        L.pytorch.loggers.CSVLogger(run_dir, name="logs", version=""),
+        L.pytorch.loggers.TensorBoardLogger(run_dir, name="tb", version=""),
+    ]
+    t = cfg.trainer
+    trainer = L.Trainer(
+        max_epochs=t.max_epochs,
+        max_time=max_time,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=_precision(cfg),
+        check_val_every_n_epoch=t.val_every,
+        deterministic=t.deterministic,
+        reload_dataloaders_every_n_epochs=1,
+        enable_progress_bar=t.progress_bar,
+        log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=t.gradient_clip_val,
+        limit_train_batches=t.limit_train_batches,
+        num_sanity_val_steps=0,
+        callbacks=[weights_cb, resume_cb],
+        logger=loggers,
+        default_root_dir=run_dir,
+        enable_model_summary=False,
+    )
+    ckpt = str(run_dir / RESUME_CKPT) if resume is not None else None
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+    except TrainingDiverged:
+        raise
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
+    result = {
+        "run_dir": str(run_dir),
+        "best": str(run_dir / "best.safetensors") if (run_dir / "best.safetensors").is_file() else None,
+        "last": str(run_dir / "last.safetensors") if (run_dir / "last.safetensors").is_file() else None,
+        "best_epoch": weights_cb.best_epoch,
+        "best_score": weights_cb.best_score,
+        "monitor": cfg.trainer.monitor,
+        "epochs": trainer.current_epoch,
+        "val_metrics": val,
+        "data": dm.summary(),
+    }
+    if trainer.is_global_zero:
+        (run_dir / "train_result.json").write_text(json.dumps(result, indent=2))
+    return result
