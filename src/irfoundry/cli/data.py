@@ -50,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "data",
         help="datasets: generate synthetic data, validate a dataset",
         description="Dataset tools. Dataset paths are PATH, PATH:SPLIT or PATH:/path/to/split.txt.",
+        epilog="examples:\n  irfoundry data synth --out synth_sirst\n  irfoundry data check ../shared/data/sirst\n"
+        "  irfoundry data check ../shared/data/sirst:../shared/data/splits/basicirstd/NUAA-SIRST/test.txt\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = data.add_subparsers(dest="data_command", metavar="{synth,check}")
     sub.required = True

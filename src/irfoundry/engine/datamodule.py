@@ -18,7 +18,7 @@ from typing import Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from irfoundry.data import (
     DatasetSpec,
@@ -56,6 +56,31 @@ def train_collate(items: Sequence[dict]) -> dict:
         "mask": torch.stack([it["mask"] for it in items]),
         "id": [it["id"] for it in items],
     }
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Random order that depends only on ``(seed, epoch)``; ``set_epoch`` also selects the dataset's
+    augmentation epoch (items draw from ``default_rng([seed, epoch, index])``).
+
+    Lightning calls ``set_epoch`` before every training epoch (also after ``--resume``), so a resumed run
+    sees exactly the batches and crops an uninterrupted one would.
+    """
+
+    def __init__(self, dataset: IRSTDDataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=g).tolist())
 
 
 class IRSTDDataModule(L.LightningDataModule):
@@ -98,30 +123,20 @@ class IRSTDDataModule(L.LightningDataModule):
             "norm": {"mean": self.norm["mean"], "std": self.norm["std"]},
         }
 
-    def _loader(self, ds, batch_size, shuffle, collate, drop_last=False) -> DataLoader:
-        workers = self.cfg.num_workers
-        gen = torch.Generator().manual_seed(self.cfg.seed + 7919 * self.train_set.epoch)
+    def train_dataloader(self) -> DataLoader:
         return DataLoader(
-            ds,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            collate_fn=collate,
-            drop_last=drop_last,
-            persistent_workers=False,
-            generator=gen if shuffle else None,
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=EpochSeededSampler(self.train_set, self.cfg.seed),
+            num_workers=self.cfg.num_workers,
+            collate_fn=train_collate,
+            drop_last=len(self.train_set) > self.batch_size,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        # re-created each epoch (Trainer(reload_dataloaders_every_n_epochs=1)) so shuffling and crops
-        # depend only on (seed, epoch): resuming reproduces an uninterrupted run
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        self.train_set.set_epoch(epoch)
-        drop = len(self.train_set) > self.batch_size
-        return self._loader(self.train_set, self.batch_size, True, train_collate, drop_last=drop)
-
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, False, pad_collate)
+        return DataLoader(
+            self.val_set, batch_size=self.eval_batch_size, num_workers=self.cfg.num_workers, collate_fn=pad_collate
+        )
 
 
 def eval_loader(spec: DatasetSpec | str, norm: dict, batch_size: int = 1, num_workers: int = 0) -> DataLoader:

@@ -119,7 +119,6 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         precision=_precision(cfg),
         check_val_every_n_epoch=t.val_every,
         deterministic=t.deterministic,
-        reload_dataloaders_every_n_epochs=1,
         enable_progress_bar=t.progress_bar,
         log_every_n_steps=t.log_every_n_steps,
         gradient_clip_val=t.gradient_clip_val,

@@ -1,0 +1,98 @@
+"""train -> eval -> predict on a tiny synthetic dataset, resume equality, run-folder safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_config
+from PIL import Image
+from safetensors.torch import load_file
+
+from irfoundry.cli import main
+from irfoundry.engine import evaluate, from_dict, predict, train
+from irfoundry.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return train(from_dict(tiny_config(tiny_synth, out))), tiny_synth
+
+
+def test_run_folder_contents(trained):
+    result, _ = trained
+    run = Path(result["run_dir"])
+    for name in ("config.yaml", "norm.json", "data.json", "best.safetensors", "best.json", "last.safetensors",
+                 "last.json", "train_result.json"):
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "best.json").read_text())
+    assert meta["model_name"] == "unet_tiny" and meta["role"] == "best"
+    assert set(meta["norm"]) == {"mean", "std"} and "val/iou" in meta["metrics"]
+    assert meta["config"]["model"]["kwargs"] == {"base": 4} and meta["git_revision"]
+    # validation came from the dataset's own val split, never from test
+    assert meta["data"]["val_source"].startswith("split") and meta["data"]["n_val"] == 5
+    assert (run / "logs" / "metrics.csv").is_file()
+
+
+def test_eval_writes_metrics_json(trained, tmp_path):
+    result, data = trained
+    m = evaluate(result["run_dir"], data, split="test", out=tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == m
+    for k in ("iou", "niou", "pd", "fa"):
+        assert 0.0 <= m[k] <= 1.0 or m[k] != m[k]  # NaN allowed only for undefined ratios
+    assert m["split"] == "test" and m["n_images"] == 5 and m["threshold"] == 0.5
+
+
+def test_predict_writes_maps_masks_overlays_targets(trained, tmp_path):
+    result, data = trained
+    images = sorted((data / "images").glob("*.png"))[:2]
+    r = predict(result["run_dir"], [str(p) for p in images], tmp_path)
+    assert r["images"] == 2
+    doc = json.loads((tmp_path / "targets.json").read_text())
+    for p in images:
+        prob = Image.open(tmp_path / f"{p.stem}_prob.png")
+        assert prob.mode == "L" and prob.size == Image.open(p).size
+        assert Image.open(tmp_path / f"{p.stem}_overlay.png").mode == "RGB"
+        for t in doc["images"][p.stem]["targets"]:
+            assert set(t) == {"centroid", "area", "bbox", "peak_score"} and t["peak_score"] > 0.5
+
+
+def test_cli_eval_and_predict(trained, tmp_path, capsys):
+    result, data = trained
+    assert main(["eval", "--checkpoint", result["run_dir"], "--data", str(data), "--out", str(tmp_path / "e")]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["split"] == "test"
+    assert main(["predict", "--checkpoint", result["best"], str(data / "images" / "Misc_1.png"),
+                 "--out", str(tmp_path / "p")]) == 0
+    assert main(["eval", "--checkpoint", result["run_dir"], "--data", str(data), "--split", "nope"]) == 1
+    assert "unknown split 'nope'" in capsys.readouterr().err
+
+
+def test_non_empty_run_folder_is_never_overwritten(trained, tiny_synth):
+    result, _ = trained
+    run = Path(result["run_dir"])
+    before = (run / "best.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="already exists and is not empty.*--resume"):
+        train(from_dict(tiny_config(tiny_synth, run.parent, run.name)))
+    assert (run / "best.safetensors").read_bytes() == before
+
+
+def test_resume_reproduces_uninterrupted_run(tiny_synth, tmp_path):
+    full = train(from_dict(tiny_config(tiny_synth, tmp_path, "full", max_epochs=3)))
+    part = train(from_dict(tiny_config(tiny_synth, tmp_path, "part", max_epochs=1)))
+    # simulate an interruption after epoch 1 of a 3-epoch run: the run's saved config says 3 epochs
+    cfg_file = Path(part["run_dir"]) / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    cfg["trainer"]["max_epochs"] = 3
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    resumed = train(None, resume=part["run_dir"])
+    a = load_file(Path(full["run_dir"]) / "last.safetensors")
+    b = load_file(Path(resumed["run_dir"]) / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full["best_epoch"] == resumed["best_epoch"]
