@@ -96,3 +96,26 @@ def test_resume_reproduces_uninterrupted_run(tiny_synth, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert full["best_epoch"] == resumed["best_epoch"]
+
+
+def test_nan_loss_stops_with_step_and_ids_and_keeps_last_good_checkpoint(tiny_synth, tmp_path):
+    from irfoundry.engine.module import TrainingDiverged
+    from irfoundry.methods import register_method
+    from irfoundry.methods.supervised import Supervised
+
+    @register_method("nan_after_first_epoch_test")
+    class NaNMethod(Supervised):
+        calls = 0
+
+        def training_loss(self, batch):
+            loss, logs = super().training_loss(batch)
+            NaNMethod.calls += 1
+            return (loss * float("nan") if NaNMethod.calls > 3 else loss), logs
+
+    cfg = tiny_config(tiny_synth, tmp_path, "nan", max_epochs=3)
+    cfg["method"]["name"] = "nan_after_first_epoch_test"
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, global step 3 .*images: Misc_"):
+        train(from_dict(cfg))
+    run = tmp_path / "nan"
+    assert (run / "last.safetensors").is_file(), "the checkpoint of the last good epoch must survive"
+    assert json.loads((run / "last.json").read_text())["epoch"] == 0

@@ -69,6 +69,14 @@ def _precision(cfg: RunConfig) -> str:
     return "16-mixed" if on_gpu else "32-true"
 
 
+def _strategy(cfg: RunConfig, host) -> object:
+    """``trainer.strategy``; plain ``ddp`` becomes ``DDPStrategy(find_unused_parameters=True)`` for hosts
+    that carry reference layers they never call (``HostNet.unused_modules``, e.g. ALCNet)."""
+    if cfg.trainer.strategy == "ddp" and getattr(host, "unused_modules", ()):
+        return L.pytorch.strategies.DDPStrategy(find_unused_parameters=True)
+    return cfg.trainer.strategy
+
+
 def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_time: str | None = None) -> dict:
     """Train ``cfg.model`` with ``cfg.method`` on ``cfg.data``.
 
@@ -114,7 +122,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         max_time=max_time,
         accelerator=t.accelerator,
         devices=t.devices,
-        strategy=t.strategy,
+        strategy=_strategy(cfg, host),
         num_nodes=t.num_nodes,
         precision=_precision(cfg),
         check_val_every_n_epoch=t.val_every,
