@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from irfoundry.data import DatasetSpec, write_synthetic_dataset
@@ -45,7 +46,7 @@ def quickstart(data: str | None = None, minutes: float = 3.0, model: str = "unet
             "method": {"name": "supervised", "loss": "softiou+bce"},
             "optim": {"optimizer": "adam", "lr": 5e-3},
             "trainer": {"max_epochs": 1000, "batch_size": 8, "out_dir": str(runs), "run_name": run_name,
-                        "log_every_n_steps": 5},
+                        "log_every_n_steps": 5, "progress_bar": sys.stdout.isatty()},
         }
     )
     print(f"training {model} on {data} for up to {minutes:g} min (selected on the validation split) ...")
