@@ -25,6 +25,7 @@ from irfoundry.errors import CheckpointError, ModelError
 from irfoundry.models import create_model, model_entry
 from irfoundry.models.base import count_params
 from irfoundry.models.checkpoint import import_reference_checkpoint
+from golden_helpers import fake_reference_state
 
 NAME = "dnanet"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -60,22 +61,6 @@ def deterministic_state(state_spec: dict, dtype: torch.dtype = torch.float64) ->
             t = base * math.sqrt(1.0 / math.prod(shape[1:]))
         else:
             t = 0.1 * base
-        state[key] = t
-    return state
-
-
-def fake_reference_state(golden: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors of the reference's keys, shapes and dtypes (positive running variances)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, spec in golden["state"].items():
-        shape, dtype = spec["shape"], getattr(torch, spec["dtype"])
-        if dtype.is_floating_point:
-            t = torch.randn(shape, generator=gen) * 0.1
-            if key.endswith("running_var"):
-                t = t.abs() + 0.5
-        else:
-            t = torch.randint(0, 100, shape, generator=gen, dtype=dtype)
         state[key] = t
     return state
 

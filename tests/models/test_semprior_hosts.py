@@ -21,6 +21,7 @@ from irfoundry.errors import CheckpointError, ModelError
 from irfoundry.models import create_model, model_entry
 from irfoundry.models.base import count_params
 from irfoundry.models.checkpoint import import_reference_checkpoint
+from golden_helpers import fake_reference_state
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 #: per host: stage widths and strides, the semantic-prior SCAM strength, params of that code (1 channel)
@@ -51,22 +52,6 @@ def golden(name) -> dict:
 def net(name) -> torch.nn.Module:
     torch.manual_seed(0)
     return create_model(name, in_chans=1).eval()
-
-
-def fake_reference_state(golden: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors of the reference's keys and shapes (positive running variances)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, spec in golden["state"].items():
-        shape, dtype = spec["shape"], getattr(torch, spec["dtype"])
-        if dtype.is_floating_point:
-            t = torch.randn(shape, generator=gen) * 0.1
-            if key.endswith("running_var"):
-                t = t.abs() + 0.5
-        else:
-            t = torch.randint(0, 100, shape, generator=gen, dtype=dtype)
-        state[key] = t
-    return state
 
 
 @pytest.mark.parametrize("size", [(64, 64), (96, 160), (256, 256)])
