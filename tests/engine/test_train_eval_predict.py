@@ -119,3 +119,15 @@ def test_nan_loss_stops_with_step_and_ids_and_keeps_last_good_checkpoint(tiny_sy
     run = tmp_path / "nan"
     assert (run / "last.safetensors").is_file(), "the checkpoint of the last good epoch must survive"
     assert json.loads((run / "last.json").read_text())["epoch"] == 0
+
+
+def test_val_split_none_trains_on_all_images_and_keeps_only_last(tiny_synth, tmp_path):
+    """BasicIRSTD protocol: no validation, the whole training split trains, ``last`` is the result."""
+    cfg = tiny_config(tiny_synth, tmp_path, "noval", max_epochs=2)
+    cfg["data"]["val_split"] = "none"
+    result = train(cfg)
+    assert result["data"]["n_val"] == 0 and result["data"]["val_source"] == "none"
+    assert result["data"]["n_train"] == 14  # the whole train split, nothing carved off
+    assert result["best"] is None and result["last"] is not None
+    meta = json.loads((Path(result["run_dir"]) / "last.json").read_text())
+    assert meta["epoch"] == 1 and meta["role"] == "last" and meta["metrics"] == {}

@@ -158,6 +158,8 @@ def train_val_samples(
       (NUDT ``50_50``, BasicIRSTD, split files) ``val_fraction`` of the training split is carved off
       with :func:`split_train_val` (seeded, deterministic).
     * another split name or a ``.txt`` split-file path: that split, which must exist.
+    * ``"none"``: no validation; every training image is used for training (the BasicIRSTD protocol,
+      which trains on all of e.g. NUAA 213 and reports the last epoch).
 
     Returns:
         ``(train, val, source)`` where ``source`` says where val came from (``"split <file>"`` or
@@ -171,6 +173,8 @@ def train_val_samples(
     if spec.split is None:
         raise DataError(f"dataset spec {spec} names no training split; write PATH:train (or PATH:/path/train.txt).")
     train = spec.resolve()
+    if val_split.lower() == "none":
+        return train, [], "none"
     layout = spec.layout()
     val_spec: DatasetSpec | None = None
     if val_split != "val" or val_split.lower().endswith(".txt"):

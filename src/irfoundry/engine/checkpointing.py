@@ -30,10 +30,23 @@ def git_revision() -> str:
 
 
 class WeightsCheckpoint(L.Callback):
-    """After each validation, write ``last.safetensors`` and, when ``monitor`` improved, ``best.safetensors``."""
+    """After each validation, write ``last.safetensors`` and, when ``monitor`` improved, ``best.safetensors``.
 
-    def __init__(self, run_dir: Path, meta: dict, monitor: str = "val/iou", mode: str = "max") -> None:
+    With ``validate=False`` (no validation split) only ``last`` exists, written at the end of training
+    epochs (every ``every_n_epochs`` and the final one)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        meta: dict,
+        monitor: str = "val/iou",
+        mode: str = "max",
+        validate: bool = True,
+        every_n_epochs: int = 1,
+    ) -> None:
         self.run_dir = Path(run_dir)
+        self.validate = validate
+        self.every_n_epochs = max(1, every_n_epochs)
         self.meta = meta
         self.monitor = monitor
         self.mode = mode
@@ -55,13 +68,10 @@ class WeightsCheckpoint(L.Callback):
         return score > self.best_score if self.mode == "max" else score < self.best_score
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not self.validate:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
-        if trainer.is_global_zero:
-            extra = {**self.meta, "epoch": trainer.current_epoch, "metrics": metrics, "git_revision": git_revision()}
-            model = pl_module.method.export_model()
-            save_weights(model, self.run_dir / "last.safetensors", extra={**extra, "role": "last"})
+        extra = self._write_last(trainer, pl_module, metrics)
         score = metrics.get(self.monitor)
         if score is not None and self._improved(score):
             self.best_score, self.best_epoch = score, trainer.current_epoch
@@ -71,3 +81,19 @@ class WeightsCheckpoint(L.Callback):
                     self.run_dir / "best.safetensors",
                     extra={**extra, "role": "best", "monitor": self.monitor, "monitor_mode": self.mode},
                 )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Without validation (``data.val_split: none``) ``last`` is written every ``every_n_epochs``
+        epochs and after the final epoch."""
+        if self.validate:
+            return
+        epoch = trainer.current_epoch
+        final = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if final or (epoch + 1) % self.every_n_epochs == 0:
+            self._write_last(trainer, pl_module, {})
+
+    def _write_last(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict) -> dict:
+        extra = {**self.meta, "epoch": trainer.current_epoch, "metrics": metrics, "git_revision": git_revision()}
+        if trainer.is_global_zero:
+            save_weights(pl_module.method.export_model(), self.run_dir / "last.safetensors", extra={**extra, "role": "last"})
+        return extra

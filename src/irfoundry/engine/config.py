@@ -33,7 +33,8 @@ class DataConfig:
 
     root: str = ""
     train_split: str = "train"
-    #: ``None`` -> the dataset's own ``val`` split if it has one, else a seeded carve-out from train
+    #: ``None`` -> the dataset's own ``val`` split if it has one, else a seeded carve-out from train;
+    #: ``"none"`` -> no validation (train on the whole split, keep only ``last``: BasicIRSTD protocol)
     val_split: str | None = None
     test_split: str = "test"
     val_fraction: float = 0.2

@@ -111,7 +111,7 @@ class IRSTDDataModule(L.LightningDataModule):
         self.train_set = IRSTDDataset(
             train, transform=self.transform, norm=self.norm, seed=cfg.seed, split=cfg.train_split
         )
-        self.val_set = IRSTDDataset(val, norm=self.norm, split="val")
+        self.val_set = IRSTDDataset(val, norm=self.norm, split="val") if val else None
 
     def summary(self) -> dict:
         return {
@@ -132,6 +132,10 @@ class IRSTDDataModule(L.LightningDataModule):
             collate_fn=train_collate,
             drop_last=len(self.train_set) > self.batch_size,
         )
+
+    @property
+    def has_val(self) -> bool:
+        return len(self.val_samples) > 0
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(

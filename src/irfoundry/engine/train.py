@@ -107,7 +107,11 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     module = IRSTDModule(method, cfg.optim)
 
     meta = {"config": cfg.to_dict(), "norm": {"mean": dm.norm["mean"], "std": dm.norm["std"]}, "data": dm.summary()}
-    weights_cb = WeightsCheckpoint(run_dir, meta, cfg.trainer.monitor, cfg.trainer.monitor_mode)
+    weights_cb = WeightsCheckpoint(
+        run_dir, meta, cfg.trainer.monitor, cfg.trainer.monitor_mode, validate=dm.has_val, every_n_epochs=cfg.trainer.val_every
+    )
+    if not dm.has_val:
+        log.info("no validation split (data.val_split=none): only last.safetensors is kept")
     resume_cb = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=run_dir / Path(RESUME_CKPT).parent, filename=Path(RESUME_CKPT).stem, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True,
         enable_version_counter=False,
@@ -132,6 +136,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         gradient_clip_val=t.gradient_clip_val,
         limit_train_batches=t.limit_train_batches,
         num_sanity_val_steps=0,
+        limit_val_batches=None if dm.has_val else 0,
         callbacks=[weights_cb, resume_cb],
         logger=loggers,
         default_root_dir=run_dir,
