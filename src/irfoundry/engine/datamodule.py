@@ -9,6 +9,20 @@
 Normalisation statistics come from the training images only and are stored with the run.
 Evaluation batches are padded to a multiple of 32 by :func:`pad_collate` and cropped back by the
 metric / predictor using ``batch["size"]``.
+
+Multi-process (DDP) runs: the Trainer is built with ``use_distributed_sampler=False`` and the loaders
+shard themselves from ``trainer.world_size`` / ``trainer.global_rank``. Lightning's default would wrap the
+validation loader in a ``DistributedSampler`` that pads the split with repeated images up to a multiple
+of the world size, so those images would be counted twice in the summed metric counters. Here
+
+* training (:class:`EpochSeededSampler`): every process draws the same ``(seed, epoch)`` permutation and
+  takes a disjoint strided shard of it (padded by wrap-around to equal length, as ``DistributedSampler``
+  does for training);
+* validation (:class:`EvalShardSampler`): every image is *counted* exactly once over all processes;
+  shards are padded to equal length with images marked ``counted=False``, which the metric skips, so all
+  processes run the same number of validation steps.
+
+With one process both reduce to the single-process behaviour (same order, every image counted once).
 """
 
 from __future__ import annotations
@@ -18,7 +32,7 @@ from typing import Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from irfoundry.data import (
     DatasetSpec,
@@ -42,12 +56,15 @@ def pad_collate(items: Sequence[dict], multiple: int = INPUT_MULTIPLE) -> dict:
     def pad(t: torch.Tensor) -> torch.Tensor:
         return F.pad(t, (0, W - t.shape[-1], 0, H - t.shape[-2]))
 
-    return {
+    batch = {
         "image": torch.stack([pad(it["image"]) for it in items]),
         "mask": torch.stack([pad(it["mask"]) for it in items]),
         "size": [tuple(it["image"].shape[-2:]) for it in items],
         "id": [it["id"] for it in items],
     }
+    if "counted" in items[0]:  # items from a sharded validation loader (see EvalShardSampler)
+        batch["counted"] = [bool(it["counted"]) for it in items]
+    return batch
 
 
 def train_collate(items: Sequence[dict]) -> dict:
@@ -64,11 +81,18 @@ class EpochSeededSampler(Sampler[int]):
 
     Lightning calls ``set_epoch`` before every training epoch (also after ``--resume``), so a resumed run
     sees exactly the batches and crops an uninterrupted one would.
+
+    With ``num_replicas > 1`` (DDP) every process draws the same permutation, extends it by wrap-around
+    to a multiple of ``num_replicas`` (so all processes run the same number of steps; at most
+    ``num_replicas - 1`` images are seen twice per epoch) and takes positions ``rank, rank + W, ...``.
+    ``num_replicas=1`` yields the permutation itself.
     """
 
-    def __init__(self, dataset: IRSTDDataset, seed: int) -> None:
+    def __init__(self, dataset: IRSTDDataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        _check_rank(num_replicas, rank)
         self.dataset = dataset
         self.seed = int(seed)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,11 +100,60 @@ class EpochSeededSampler(Sampler[int]):
         self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return -(-len(self.dataset) // self.num_replicas)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(len(self.dataset), generator=g).tolist())
+        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        if self.num_replicas == 1:
+            return iter(order)
+        total = len(self) * self.num_replicas
+        order = [order[i % len(order)] for i in range(total)]
+        return iter(order[self.rank :: self.num_replicas])
+
+
+class EvalShardSampler(Sampler[tuple[int, bool]]):
+    """Shard of an evaluation set in which every image is counted exactly once over all processes.
+
+    Yields ``(index, counted)`` keys for :class:`CountedDataset`: process ``rank`` gets images
+    ``rank, rank + W, ...`` with ``counted=True``, then repeats of its own first image with
+    ``counted=False`` until every process has ``ceil(n / W)`` items. Equal lengths keep the processes in
+    step (DDP synchronises module buffers on the first forward after training; a rank with fewer batches
+    would leave the others waiting), and the flag keeps the repeats out of the metric.
+    """
+
+    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0) -> None:
+        _check_rank(num_replicas, rank)
+        self.n, self.num_replicas, self.rank = int(n), int(num_replicas), int(rank)
+
+    def __len__(self) -> int:
+        return -(-self.n // self.num_replicas) if self.n else 0
+
+    def __iter__(self):
+        own = list(range(self.rank, self.n, self.num_replicas))
+        fill = own[0] if own else 0  # a rank past the end of a tiny split re-reads image 0, uncounted
+        keys = [(i, True) for i in own] + [(fill, False)] * (len(self) - len(own))
+        return iter(keys)
+
+
+class CountedDataset(Dataset):
+    """Wraps an evaluation dataset for :class:`EvalShardSampler`: ``ds[(index, counted)]`` is
+    ``ds.dataset[index]`` plus the ``counted`` flag."""
+
+    def __init__(self, dataset: IRSTDDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, bool]) -> dict:
+        index, counted = key
+        return {**self.dataset[index], "counted": bool(counted)}
+
+
+def _check_rank(num_replicas: int, rank: int) -> None:
+    if num_replicas < 1 or not 0 <= rank < num_replicas:
+        raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}")
 
 
 class IRSTDDataModule(L.LightningDataModule):
@@ -123,14 +196,21 @@ class IRSTDDataModule(L.LightningDataModule):
             "norm": {"mean": self.norm["mean"], "std": self.norm["std"]},
         }
 
+    def replicas(self) -> tuple[int, int]:
+        """``(world_size, global_rank)`` of the attached trainer; ``(1, 0)`` when used without one."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
     def train_dataloader(self) -> DataLoader:
+        world, rank = self.replicas()
+        sampler = EpochSeededSampler(self.train_set, self.cfg.seed, num_replicas=world, rank=rank)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            sampler=EpochSeededSampler(self.train_set, self.cfg.seed),
+            sampler=sampler,
             num_workers=self.cfg.num_workers,
             collate_fn=train_collate,
-            drop_last=len(self.train_set) > self.batch_size,
+            drop_last=len(sampler) > self.batch_size,
         )
 
     @property
@@ -138,8 +218,15 @@ class IRSTDDataModule(L.LightningDataModule):
         return len(self.val_samples) > 0
 
     def val_dataloader(self) -> DataLoader:
+        """Full validation images; under DDP a shard per process (:class:`EvalShardSampler`), batches
+        carry ``counted`` flags."""
+        world, rank = self.replicas()
         return DataLoader(
-            self.val_set, batch_size=self.eval_batch_size, num_workers=self.cfg.num_workers, collate_fn=pad_collate
+            CountedDataset(self.val_set),
+            batch_size=self.eval_batch_size,
+            sampler=EvalShardSampler(len(self.val_set) if self.val_set else 0, num_replicas=world, rank=rank),
+            num_workers=self.cfg.num_workers,
+            collate_fn=pad_collate,
         )
 
 

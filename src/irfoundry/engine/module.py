@@ -1,7 +1,13 @@
 """LightningModule wrapping a :class:`~irfoundry.methods.Method`.
 
 The module owns what every method shares: optimiser and schedule, the NaN guard, validation on padded
-full images cropped back to native size, and metric logging. The method owns the loss and the export.
+full images cropped back to native size, and metric logging. The method owns the loss and the export;
+it is told the epoch through :meth:`~irfoundry.methods.Method.on_train_epoch_start`.
+
+Under DDP each process validates its shard of the validation split (see
+:mod:`irfoundry.engine.datamodule`); the metric state is summed counters that torchmetrics gathers from
+every process inside ``compute()``, so the logged ``val/*`` values, and hence the ``best`` checkpoint
+choice, are the global ones and identical on every process.
 """
 
 from __future__ import annotations
@@ -40,32 +46,53 @@ class IRSTDModule(L.LightningModule):
         )
 
     # ----------------------------------------------------------------------------------------- train
+    def on_train_epoch_start(self) -> None:
+        # current_epoch is the trainer's (restored by --resume), 0-based
+        self.method.on_train_epoch_start(self.current_epoch)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss, logs = self.method.training_loss(batch)
-        if not torch.isfinite(loss):
+        local_ok = bool(torch.isfinite(loss))
+        ok = local_ok
+        if self.trainer.world_size > 1:
+            # every process must stop at the same step, or the others wait forever in the gradient all-reduce
+            ok = self.trainer.strategy.reduce_boolean_decision(local_ok, all=True)
+        if not ok:
             ids = ", ".join(map(str, batch.get("id", [])))
+            what = f"{loss.item()}" if not local_ok else "non-finite on another process"
             raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {self.current_epoch}, global step {self.global_step} "
+                f"loss became {what} at epoch {self.current_epoch}, global step {self.global_step} "
                 f"(batch {batch_idx}, images: {ids}). The last good checkpoint is kept in the run folder; "
                 "lower optim.lr, check these images, or enable trainer.gradient_clip_val."
             )
         bs = batch["image"].shape[0]
         for k, v in logs.items():
-            self.log(f"train/{k}", v, prog_bar=k == "loss", on_step=True, on_epoch=True, batch_size=bs)
+            # sync_dist: the mean over all processes (a no-op with one process)
+            self.log(f"train/{k}", v, prog_bar=k == "loss", on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
         return loss
 
     # ------------------------------------------------------------------------------------ validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        images, masks, sizes = batch["image"], batch["mask"], batch["size"]
+        counted = batch.get("counted")
+        if counted is not None and not all(counted):  # padding of a DDP shard: never enters a metric
+            keep = [i for i, c in enumerate(counted) if c]
+            if not keep:
+                return
+            images, masks, sizes = images[keep], masks[keep], [sizes[i] for i in keep]
         for name, branch in self.method.eval_branches().items():
-            logits = branch(batch["image"])
-            self.val_metrics[name].update_padded(logits.float(), batch["mask"], batch["size"])
+            logits = branch(images)
+            self.val_metrics[name].update_padded(logits.float(), masks, sizes)
 
     def on_validation_epoch_end(self) -> None:
         for i, (name, metric) in enumerate(self.val_metrics.items()):
-            values = metric.compute()
+            if i == 0:  # images this process scored, summed over processes: the split's size, never more
+                self.log("val/n_images", metric.n_images.float(), reduce_fx="sum", sync_dist=True)
+            values = metric.compute()  # gathers the counters of every process (torchmetrics sync)
             metric.reset()
             prefix = "val" if i == 0 else f"val_{name}"
             for k, v in values.items():
+                # already global and equal on every process: no further reduction
                 self.log(f"{prefix}/{k}", v, prog_bar=(i == 0 and k in ("iou", "niou")), sync_dist=False)
 
     # ------------------------------------------------------------------------------------- optimiser

@@ -1,4 +1,19 @@
-"""``train(cfg) -> dict``: the importable training entry point (the CLI is a thin shell around it)."""
+"""``train(cfg) -> dict``: the importable training entry point (the CLI is a thin shell around it).
+
+Scale-out is Lightning's: ``trainer.accelerator``, ``trainer.devices``, ``trainer.strategy=ddp``,
+``trainer.num_nodes``. Either let Lightning start the processes::
+
+    irfoundry train CFG --set trainer.strategy=ddp --set trainer.devices=2 --set trainer.accelerator=cpu
+
+(it re-executes the same command for local ranks 1..N-1), or start them yourself with torchrun / SLURM::
+
+    torchrun --standalone --nproc_per_node 2 -m irfoundry train CFG --set trainer.strategy=ddp \
+        --set trainer.devices=2 --set trainer.run_name=NAME
+
+Only global rank 0 creates and writes the run folder. The others learn its name from rank 0 through the
+environment (Lightning's launcher copies rank 0's environment into the processes it starts) or, when
+every process is started at once (torchrun, SLURM), from ``trainer.run_name``, which must then be given.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +21,19 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from irfoundry.data import load_norm_stats, save_norm_stats
 from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, read_yaml
 from irfoundry.engine.datamodule import IRSTDDataModule
-from irfoundry.engine.module import IRSTDModule, TrainingDiverged
+from irfoundry.engine.module import IRSTDModule
 from irfoundry.errors import ConfigError
 from irfoundry.methods import build_method
 from irfoundry.models import create_model
@@ -25,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Lightning trainer state (optimiser, epoch, callbacks) for --resume, inside the run folder
 RESUME_CKPT = "state/resume.ckpt"
+#: set by global rank 0 while it trains: the run folder, for the processes Lightning's launcher starts
+RUN_DIR_ENV = "IRFOUNDRY_RUN_DIR"
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -47,6 +66,50 @@ def prepare_run_dir(cfg: RunConfig, resume: bool) -> Path:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is global rank 0 as its launcher announced it before Lightning starts:
+    torchrun sets ``RANK`` for every process, SLURM ``SLURM_PROCID``, Lightning's own launcher
+    ``LOCAL_RANK`` / ``NODE_RANK`` for the processes it starts. True when started alone."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    if external_world_size() > 1:
+        return int(env["SLURM_PROCID"]) == 0
+    return int(env.get("NODE_RANK", 0) or 0) == 0 and int(env.get("LOCAL_RANK", 0) or 0) == 0
+
+
+def external_world_size() -> int:
+    """Number of processes started together from outside (torchrun: ``RANK`` + ``WORLD_SIZE``; SLURM:
+    ``SLURM_NTASKS``); 1 when started alone or by Lightning's launcher."""
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["WORLD_SIZE"])
+    if "SLURM_PROCID" in env:
+        return int(env.get("SLURM_NTASKS", "1") or 1)
+    return 1
+
+
+def run_dir_of(cfg: RunConfig, leader: bool) -> Path:
+    """The new run's folder: created (and refused if not empty) by global rank 0; the other processes
+    take it from ``trainer.run_name`` or from rank 0 through :data:`RUN_DIR_ENV`."""
+    if not cfg.trainer.run_name and external_world_size() > 1:
+        # every process raises, before anything is written: they cannot agree on a time-stamped name
+        raise ConfigError(
+            f"{external_world_size()} processes were started together (torchrun / SLURM) without "
+            "trainer.run_name, so they cannot agree on the run folder; pass --set trainer.run_name=NAME"
+        )
+    if leader:
+        return prepare_run_dir(cfg, resume=False)
+    if cfg.trainer.run_name:
+        return Path(cfg.trainer.out_dir) / cfg.trainer.run_name
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    raise ConfigError(  # a rank > 0 started by hand with LOCAL_RANK / NODE_RANK and no run name
+        "this process is not global rank 0 (LOCAL_RANK / NODE_RANK are set) and cannot learn the run folder "
+        "rank 0 chose; pass --set trainer.run_name=NAME to every process"
+    )
 
 
 def resolve_resume(resume: str | os.PathLike) -> tuple[RunConfig, Path]:
@@ -88,16 +151,17 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     Returns:
         ``{"run_dir", "best", "last", "best_epoch", "best_score", "monitor", "val_metrics", "data"}``.
     """
+    leader = launched_as_rank_zero()
     if resume is not None:
         cfg, run_dir = resolve_resume(resume)
     else:
         cfg = cfg if isinstance(cfg, RunConfig) else from_dict(cfg)
-        run_dir = prepare_run_dir(cfg, resume=False)
+        run_dir = run_dir_of(cfg, leader)
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     norm = load_norm_stats(run_dir / "norm.json") if resume is not None else None
     dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm)
-    if resume is None:
+    if resume is None and leader:
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
         save_norm_stats(dm.norm, run_dir / "norm.json")
         (run_dir / "data.json").write_text(json.dumps(dm.summary(), indent=2))
@@ -137,16 +201,28 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         limit_train_batches=t.limit_train_batches,
         num_sanity_val_steps=0,
         limit_val_batches=None if dm.has_val else 0,
+        # the datamodule shards by rank itself: Lightning's DistributedSampler would repeat validation images
+        use_distributed_sampler=False,
         callbacks=[weights_cb, resume_cb],
         logger=loggers,
         default_root_dir=run_dir,
         enable_model_summary=False,
     )
     ckpt = str(run_dir / RESUME_CKPT) if resume is not None else None
+    previous = os.environ.get(RUN_DIR_ENV)
+    if leader:
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning's launcher starts
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
-    except TrainingDiverged:
-        raise
+        with warnings.catch_warnings():
+            # val/* come from torchmetrics' own cross-process sync: Lightning's advice to add sync_dist is moot
+            warnings.filterwarnings("ignore", r"It is recommended to use `self.log\('val", PossibleUserWarning)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+    finally:
+        if leader:
+            if previous is None:
+                os.environ.pop(RUN_DIR_ENV, None)
+            else:
+                os.environ[RUN_DIR_ENV] = previous
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
     result = {
         "run_dir": str(run_dir),

@@ -10,7 +10,12 @@ To add one (``fdep``, ``lesps``, ``semprior``, ``simir`` in later issues)::
     class Mine(Method):
         def __init__(self, host, cfg: MethodConfig): ...
         def training_loss(self, batch): return loss, {"loss/main": ...}
-        # optional: predict_logits, export_model, eval_branches
+        # optional: on_train_epoch_start, predict_logits, export_model, eval_branches
+
+Method-specific settings live in ``cfg.options`` (YAML ``method.options``); read them with
+:func:`method_options`, which rejects unknown keys by name. Schedules (warm-up, curriculum, label
+evolution) key off the epoch the engine passes to :meth:`Method.on_train_epoch_start`, never off a
+counter of their own, so ``--resume`` restores them.
 
 Everything else (optimiser, logging, checkpointing, devices, DDP) is the engine's.
 """
@@ -42,6 +47,10 @@ class Method(nn.Module):
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Scalar loss for one training batch, plus named scalars to log."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Called by the engine before every training epoch with the 0-based ``epoch`` (the trainer's,
+        restored by ``--resume``), in every process. The default does nothing."""
 
     def eval_branches(self) -> dict[str, Callable[[Tensor], Tensor]]:
         """Networks scored on the validation split: name -> ``B x C x H x W -> B x 1 x H x W`` logits.
@@ -89,6 +98,21 @@ def build_method(cfg, host: nn.Module) -> Method:
             f"method.name = {cfg.name!r} is not a known method.{hint} Available: {', '.join(list_methods())}"
         ) from None
     return cls(host, cfg)
+
+
+def method_options(cfg, defaults: Mapping[str, object]) -> dict:
+    """``defaults`` updated with ``cfg.options``; a key not in ``defaults`` raises :class:`ConfigError`
+    naming it and the keys this method accepts."""
+    options = dict(getattr(cfg, "options", None) or {})
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        allowed = ", ".join(sorted(defaults)) or "none"
+        close = difflib.get_close_matches(unknown[0], list(defaults), n=1)
+        hint = f" Did you mean method.options.{close[0]}?" if close else ""
+        raise ConfigError(
+            f"unknown option method.options.{unknown[0]} for method {cfg.name!r}.{hint} Allowed: {allowed}"
+        )
+    return {**defaults, **options}
 
 
 def check_finite(loss: Tensor, what: str = "loss") -> None:
