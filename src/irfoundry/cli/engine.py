@@ -1,9 +1,10 @@
-"""``irfoundry train | eval | predict | quickstart``: thin shells around :mod:`irfoundry.engine`."""
+"""``irfoundry train | eval | eval-maps | predict | quickstart``: thin shells around :mod:`irfoundry.engine`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -21,9 +22,27 @@ The run folder gets config.yaml (resolved), norm.json (train-split statistics), 
 EVAL_EPILOG = """examples:
   irfoundry eval --checkpoint runs/acm_sirst --data ../shared/data/sirst --split test --out eval/acm
   irfoundry eval --checkpoint acm.safetensors --data ../shared/data/nudt_sirst:test
+  irfoundry eval --checkpoint runs/acm_sirst --data ../shared/data/sirst --out eval/acm \
+      --thresholds 0.05:0.95:0.05 --report
 
 Writes OUT/metrics.json: iou, niou, pd, fa (fractions; fa x 1e6 is the usual printed value),
-threshold, dataset, split and image count. Images are evaluated at native resolution.
+target_precision, target_f1 at --threshold, hse (percent, with hse_detail), threshold, dataset, split and
+image count. HSE uses --thresholds, else 0.05..0.95 step 0.05. Images are evaluated at native resolution.
+--thresholds also writes OUT/curves.csv (one row per threshold) and the plots iou_niou_vs_threshold.png,
+pd_vs_fa.png, roc.png; --report writes OUT/report.html (one self-contained page).
+"""
+
+EVAL_MAPS_EPILOG = """examples:
+  irfoundry eval-maps --pred maps/ --data ../shared/data/sirst --split test --out eval/maps
+  irfoundry eval-maps --pred maps/ --data ../shared/data/nudt_sirst:test --thresholds 0.05:0.95:0.05 --report --out e
+  irfoundry predict --checkpoint runs/acm_sirst ../shared/data/sirst/images --out preds
+  irfoundry eval-maps --pred preds --data ../shared/data/sirst --ignore-extra --out eval/preds
+
+Scores saved maps from any toolkit: one file per image id of the split, <id>.png (8-bit, probability =
+value / 255, so threshold 0.5 means value >= 128) or <id>.npy (float probabilities in [0, 1]), at the
+native image size. irfoundry predict's ID_prob.png maps are found too (suffix _prob, detected). A missing
+map, a map of an id outside the split, an id with both .png and .npy, or a size mismatch is an error that
+names the id. Writes the same metrics.json keys as eval (and curves.csv, plots, report.html on request).
 """
 
 PREDICT_EPILOG = """examples:
@@ -57,7 +76,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split name or split file (default: test)")
     p.add_argument("--out", default=None, help="folder for metrics.json (default: print only)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    _add_curve_flags(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("eval-maps", help="score saved probability maps (PNG / NPY) against a dataset split",
+                       description="Score saved maps of any toolkit with the metrics of 'irfoundry eval'.",
+                       epilog=EVAL_MAPS_EPILOG, formatter_class=RAW)
+    p.add_argument("--pred", required=True, metavar="DIR", help="folder of <id>.png (8-bit) or <id>.npy maps")
+    p.add_argument("--data", required=True, help="dataset folder, or PATH:SPLIT")
+    p.add_argument("--split", default=None, help="split name or split file (default: test)")
+    p.add_argument("--out", default=None, help="folder for metrics.json (default: print only)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="probability threshold (default 0.5, i.e. 8-bit value >= 128)")
+    _add_curve_flags(p)
+    p.add_argument("--suffix", default=None,
+                   help="file name ending after the id, e.g. _prob for ID_prob.png (default: detect '' or _prob)")
+    p.add_argument("--ignore-extra", action="store_true",
+                   help="ignore maps of ids outside the split instead of failing")
+    p.set_defaults(func=cmd_eval_maps)
 
     p = sub.add_parser("predict", help="predict probability maps, masks and targets for images",
                        description="Run a checkpoint on images, folders or globs.", epilog=PREDICT_EPILOG,
@@ -96,12 +132,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_curve_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--thresholds", default=None, metavar="START:STOP:STEP",
+                   help="curve thresholds, e.g. 0.05:0.95:0.05 (STOP included) or 0.1,0.5,0.9: adds curves.csv "
+                   "and plots to --out and computes HSE on them")
+    p.add_argument("--report", action="store_true", help="also write OUT/report.html (needs --out)")
+
+
+def _print_metrics(result: dict, args: argparse.Namespace) -> None:
+    """The metrics without their curve lists (those are in OUT/metrics.json and curves.csv)."""
+    from irfoundry.engine.scoring import summary_view
+
+    print(json.dumps(summary_view(result), indent=2))
+    if args.out is not None:
+        files = ["metrics.json"]
+        files += ["curves.csv", "iou_niou_vs_threshold.png", "pd_vs_fa.png", "roc.png"] if args.thresholds else []
+        files += ["report.html"] if args.report else []
+        print(f"wrote {', '.join(files)} to {args.out}", file=sys.stderr)
+
+
+def _default_split(args: argparse.Namespace) -> str | None:
+    return args.split if args.split is not None else (None if ":" in str(args.data) else "test")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from irfoundry.engine.evaluate import evaluate
 
-    split = args.split if args.split is not None else (None if ":" in str(args.data) else "test")
-    result = evaluate(args.checkpoint, args.data, split=split, out=args.out, threshold=args.threshold)
-    print(json.dumps(result, indent=2))
+    result = evaluate(args.checkpoint, args.data, split=_default_split(args), out=args.out,
+                      threshold=args.threshold, thresholds=args.thresholds, report=args.report)
+    _print_metrics(result, args)
+    return 0
+
+
+def cmd_eval_maps(args: argparse.Namespace) -> int:
+    from irfoundry.engine.eval_maps import evaluate_maps
+
+    result = evaluate_maps(args.pred, args.data, split=_default_split(args), out=args.out,
+                           threshold=args.threshold, thresholds=args.thresholds, report=args.report,
+                           suffix=args.suffix, ignore_extra=args.ignore_extra)
+    _print_metrics(result, args)
     return 0
 
 

@@ -1,18 +1,62 @@
-"""Evaluate a checkpoint on a dataset split at native resolution; write ``metrics.json``."""
+"""Evaluate a checkpoint on a dataset split at native resolution; write ``metrics.json`` (+ curves,
+plots and an HTML report on request).
+
+Scoring is :func:`irfoundry.engine.scoring.score_maps`, shared with ``irfoundry eval-maps``.
+"""
 
 from __future__ import annotations
 
-import json
+import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
-from irfoundry.data import DatasetSpec
 from irfoundry.engine.datamodule import eval_loader
-from irfoundry.engine.metrics import build_eval_metrics
 from irfoundry.engine.runs import load_checkpoint
-from irfoundry.errors import DataError
+from irfoundry.engine.scoring import resolve_split, score_maps, write_outputs
+from irfoundry.errors import ConfigError
+
+
+class _ProbSpool:
+    """Probability maps saved one ``.npy`` per image (float32, in scoring order) in a folder, so the report
+    pass can read them back without running the model again or holding the split in memory."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.n = 0
+
+    def put(self, prob: np.ndarray) -> None:
+        np.save(self.folder / f"{self.n:07d}.npy", prob, allow_pickle=False)
+        self.n += 1
+
+    def get(self, index: int) -> np.ndarray:
+        return np.load(self.folder / f"{index:07d}.npy", allow_pickle=False)
+
+
+def _checkpoint_maps(model, loader, device: str, spool: _ProbSpool | None) -> Iterator[tuple]:
+    """``(id, prob float32 H x W, gt bool H x W)`` per image, cropped back to its native size."""
+    for batch in loader:
+        logits = model(batch["image"].to(device))
+        logits = logits if isinstance(logits, torch.Tensor) else logits[0]
+        probs = torch.sigmoid(logits.detach().float().cpu())
+        for i, (h, w) in enumerate(batch["size"]):
+            prob = probs[i, 0, : int(h), : int(w)].numpy()
+            gt = batch["mask"][i, 0, : int(h), : int(w)].numpy() > 0.5
+            if spool is not None:
+                spool.put(prob)
+            yield batch["id"][i], prob, gt
+
+
+def _report_records(dataset, ids: Sequence[str], spool: _ProbSpool) -> Iterator:
+    from irfoundry.report import ImageRecord
+
+    for index, sample_id in enumerate(ids):
+        image, mask = dataset.load(index)  # raw image in [0, 1], not normalised
+        yield ImageRecord(id=sample_id, image=image, gt=mask, prob=spool.get(index))
 
 
 @torch.no_grad()
@@ -24,45 +68,71 @@ def evaluate(
     threshold: float = 0.5,
     device: str = "cpu",
     batch_size: int = 1,
+    thresholds: str | Sequence[float] | None = None,
+    report: bool = False,
 ) -> dict:
     """Score ``checkpoint`` (file or run folder) on ``data`` (``PATH`` or ``PATH:SPLIT``).
 
     Images are padded to a multiple of 32 and the output is cropped back: never resized.
 
-    Returns (and writes to ``out/metrics.json`` when ``out`` is given) a dict with ``iou``, ``niou``,
-    ``pd``, ``fa`` (fractions; ``fa`` x 1e6 is the usual printed value), the threshold, dataset, split,
-    image count, checkpoint and the metric definition version.
+    Args:
+        checkpoint: ``.safetensors`` file or run folder (best, else last).
+        data: dataset folder or ``PATH:SPLIT``; ``split`` fills in a missing split.
+        out: folder for ``metrics.json`` (and ``curves.csv``, plots, ``report.html``); ``None``: nothing
+            is written.
+        threshold: probability threshold of the scalar metrics (foreground iff ``p > threshold``).
+        thresholds: curve thresholds (``"START:STOP:STEP"``, ``"a,b,c"`` or numbers): adds ``curves.csv``
+            and the plots ``iou_niou_vs_threshold.png``, ``pd_vs_fa.png``, ``roc.png`` to ``out`` and
+            computes HSE on them. Without it HSE is computed on the default grid 0.05..0.95 step 0.05.
+        report: write ``out/report.html`` (needs ``out``). The probability maps are spooled to a temporary
+            folder inside ``out`` (float32 ``.npy``, deleted afterwards) during the single model pass, and
+            read back one at a time with the raw images and masks for the report, so memory stays bounded;
+            the spool needs about 4 bytes per pixel of the split on disk while it exists.
+
+    Returns:
+        The dict written to ``out/metrics.json``: ``iou``, ``niou``, ``pd``, ``fa`` (fractions; ``fa`` x 1e6
+        is the usual printed value), ``target_precision``, ``target_f1``, ``hse`` (percent),
+        ``hse_definition``, ``hse_detail``, ``thresholds``, ``threshold``, ``n_images``, ``definition``,
+        dataset, split, checkpoint, model and seconds.
     """
-    spec = DatasetSpec.parse(data)
-    if split is not None and spec.split is None:
-        spec = DatasetSpec(spec.root, split)
-    if spec.split is None:
-        raise DataError(f"no split given for {spec.root}; pass --split NAME (e.g. test) or PATH:SPLIT")
+    spec = resolve_split(data, split)
+    if report and out is None:
+        raise ConfigError("--report writes OUT/report.html; give an output folder with --out")
     model, meta = load_checkpoint(checkpoint)
     model = model.to(device).eval()
-    metric = build_eval_metrics(threshold)
     loader = eval_loader(spec, meta["norm"], batch_size=batch_size)
     t0 = time.perf_counter()
-    for batch in loader:
-        logits = model(batch["image"].to(device))
-        logits = logits if isinstance(logits, torch.Tensor) else logits[0]
-        metric.update_padded(logits.float().cpu(), batch["mask"], batch["size"])
-    values = {k: float(v) for k, v in metric.compute().items()}
-    result = {
-        **values,
-        "threshold": threshold,
-        "dataset": str(spec.root),
-        "split": spec.split,
-        "n_images": len(loader.dataset),
-        "checkpoint": meta["file"],
-        "model": meta.get("model_name"),
-        "definition": metric.definition,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    if meta.get("norm_source"):
-        result["norm_source"] = meta["norm_source"]
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    spool_dir = tempfile.TemporaryDirectory(dir=_mkdir(out), prefix=".prob-spool-") if report else nullcontext()
+    with spool_dir as tmp:
+        spool = _ProbSpool(Path(tmp)) if report else None
+        scores = score_maps(_checkpoint_maps(model, loader, device, spool), threshold=threshold,
+                            thresholds=thresholds)
+        m = scores.metrics
+        result = {
+            **{k: m[k] for k in ("iou", "niou", "pd", "fa", "target_precision", "target_f1")},
+            "threshold": m["threshold"],
+            "dataset": str(spec.root),
+            "split": spec.split,
+            "n_images": m["n_images"],
+            "checkpoint": meta["file"],
+            "model": meta.get("model_name"),
+            "definition": m["definition"],
+            "hse": m["hse"],
+            "hse_definition": m["hse_definition"],
+            "thresholds": m["thresholds"],
+            "hse_detail": m["hse_detail"],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        if meta.get("norm_source"):
+            result["norm_source"] = meta["norm_source"]
+        if out is not None:
+            records = (lambda: _report_records(loader.dataset, scores.ids, spool)) if report else None
+            title = f"{meta.get('model_name') or Path(meta['file']).stem} on {spec}"
+            write_outputs(out, result, scores, report_images=records, title=title)
     return result
+
+
+def _mkdir(out: str | Path) -> Path:
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

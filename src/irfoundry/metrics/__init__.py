@@ -31,6 +31,12 @@ Functional (per image, numpy)::
     curves = summarize(total, thresholds)                    # same dict as MultiThresholdCurves.compute()
     hse(curves); roc_pr(curves)
 
+Per-target view of one image (which GT targets were missed, which predictions are false alarms; same
+labelling and matching as the counters)::
+
+    from irfoundry.metrics import match_targets
+    m = match_targets(prob_hw, mask_hw, 0.5)   # m.gt[i].hit, m.pred[j].false_alarm, m.fa_pixels
+
 For 8-bit prediction maps divide by 255: ``p > 0.5`` then equals ``value >= 128``.
 All user errors raise :class:`irfoundry.errors.ConfigError` (bad option) or
 :class:`irfoundry.errors.DataError` (bad array: shape, dtype, values outside [0, 1]).
@@ -51,6 +57,7 @@ from irfoundry.metrics.functional import (
     summarize,
 )
 from irfoundry.metrics.modules import HIoU, IoU, IRSTDMetrics, MultiThresholdCurves, NIoU, PdFa, TargetPRF
+from irfoundry.metrics.targets import GTTarget, PredTarget, TargetMatch, match_targets
 
 __all__ = [
     "DEFAULT_HSE_THRESHOLDS",
@@ -72,4 +79,8 @@ __all__ = [
     "NIoU",
     "PdFa",
     "TargetPRF",
+    "GTTarget",
+    "PredTarget",
+    "TargetMatch",
+    "match_targets",
 ]
