@@ -39,6 +39,10 @@ class IRSTDDataset(Dataset):
          "mask":  float32 1 x H x W with values {0, 1},
          "id": str, "size": (H0, W0) size of the file before the transform, "index": int}
 
+    plus ``"geometry"``: int64 tensor ``(8,)`` (``CropGeometry.to_tensor()``: crop box in original pixels,
+    flips, quarter turns, transpose) when the transform has a ``with_geometry`` method
+    (:class:`~irfoundry.data.transforms.TrainTransform` does).
+
     Args:
         samples: resolved samples (``DatasetSpec.resolve()``), or a spec / spec string to resolve.
         transform: paired transform ``(image, mask, rng) -> (image, mask)`` applied before normalisation,
@@ -103,18 +107,26 @@ class IRSTDDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         image, mask = self.load(index)
         size = tuple(image.shape)
+        geometry = None
         if self.transform is not None:
-            image, mask = self.transform(image, mask, self.rng(index))
+            with_geometry = getattr(self.transform, "with_geometry", None)
+            if with_geometry is not None:
+                image, mask, geometry = with_geometry(image, mask, self.rng(index))
+            else:
+                image, mask = self.transform(image, mask, self.rng(index))
         image = np.ascontiguousarray(image, dtype=np.float32)
         if self.norm is not None:
             image = (image - np.float32(self.norm["mean"])) / np.float32(self.norm["std"])
-        return {
+        item = {
             "image": torch.from_numpy(image)[None],
             "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
             "id": self.samples[index].id,
             "size": size,
             "index": int(index),
         }
+        if geometry is not None:
+            item["geometry"] = geometry.to_tensor()
+        return item
 
 
 def split_train_val(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
