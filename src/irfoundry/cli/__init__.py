@@ -23,6 +23,7 @@ EPILOG = """examples:
   irfoundry data check ../shared/data/sirst       # validate a dataset, list every problem
   irfoundry models                                # host networks with params and MACs
   irfoundry models import ACM_400.pth.tar --model acm --out acm.safetensors
+  irfoundry bench train                           # images/s of every host (training step, inference)
 """
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    from irfoundry.cli import bench as bench_cli
     from irfoundry.cli import data as data_cli
     from irfoundry.cli import engine as engine_cli
     from irfoundry.cli import models as models_cli
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine_cli.add_parsers(sub)
     data_cli.add_parser(sub)
     models_cli.add_parser(sub)
+    bench_cli.add_parser(sub)
     return parser
 
 
