@@ -1,16 +1,4 @@
-from __future__ import annotations
-
-import pytest
-
-from irfoundry.data import write_synthetic_dataset
-
-
-@pytest.fixture(scope="session")
-def tiny_synth(tmp_path_factory):
-    """24 synthetic images (60-120 px) in SIRST v1 layout: 14 train / 5 val / 5 test."""
-    root = tmp_path_factory.mktemp("synth") / "tiny"
-    write_synthetic_dataset(root, n=24, size=96, seed=3)
-    return root
+"""``tiny_config``: the smallest run config on the ``tiny_synth`` dataset (a fixture of tests/conftest.py)."""
 
 
 def tiny_config(root, out_dir, run_name="run", **trainer):

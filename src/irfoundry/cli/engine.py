@@ -1,4 +1,4 @@
-"""``irfoundry train | eval | eval-maps | predict | quickstart``: thin shells around :mod:`irfoundry.engine`."""
+"""``irfoundry train | eval | eval-maps | predict | export | quickstart``: thin shells around :mod:`irfoundry.engine`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ Writes per image ID_prob.png (8-bit, value = round(255 p)), ID_mask.png, ID_over
 targets.json (centroid, area, bounding box and peak score of every detected target).
 """
 
+EXPORT_EPILOG = """examples:
+  irfoundry export --checkpoint runs/acm_sirst427_fdep --out acm_fdep.safetensors
+  irfoundry export --checkpoint runs/acm_sirst427_fdep --which last --out acm_last.safetensors --overwrite
+
+Writes the deployable network alone (for FDEP: the host, no SAMF, no foundation model) as OUT.safetensors
+plus OUT.json (model name and arguments, train-split normalisation, provenance of the run). Its
+parameters and MACs are printed; they equal the plain host's. predict / eval accept the file.
+"""
+
 QUICK_EPILOG = """examples:
   irfoundry quickstart                        # synthetic data, a few CPU minutes
   irfoundry quickstart --minutes 1 --out qs
@@ -103,6 +112,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write the deployable network of a run alone (safetensors + JSON)",
+                       description="Export the network that ships (the host alone) from a run or weights file.",
+                       epilog=EXPORT_EPILOG, formatter_class=RAW)
+    p.add_argument("--checkpoint", required=True, help="run folder or .safetensors file")
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="checkpoint of a run folder (default best, selected on validation; falls back to last)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quickstart", help="the main job: data -> train -> eval -> predict in a few minutes",
                        description="Generate (or use) a dataset, train a small host for a few CPU minutes, "
@@ -180,6 +199,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = predict(args.checkpoint, args.inputs, args.out, threshold=args.threshold)
     n = sum(len(v["targets"]) for v in result["targets"].values())
     print(f"predicted {result['images']} image(s), {n} target(s) -> {result['out']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from irfoundry.engine.export import export
+
+    result = export(args.checkpoint, args.out, which=args.which, overwrite=args.overwrite)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -9,6 +9,7 @@ The only package that imports Lightning. Entry points::
 from irfoundry.engine.config import RunConfig, from_dict, load_config
 from irfoundry.engine.eval_maps import evaluate_maps
 from irfoundry.engine.evaluate import evaluate
+from irfoundry.engine.export import export
 from irfoundry.engine.predict import predict
 from irfoundry.engine.scoring import Scores, parse_thresholds, score_maps
 from irfoundry.engine.train import train
@@ -18,6 +19,7 @@ __all__ = [
     "Scores",
     "evaluate",
     "evaluate_maps",
+    "export",
     "from_dict",
     "load_config",
     "parse_thresholds",

@@ -23,10 +23,17 @@ of the world size, so those images would be counted twice in the summed metric c
   processes run the same number of validation steps.
 
 With one process both reduce to the single-process behaviour (same order, every image counted once).
+
+Foundation feature cache: :meth:`IRSTDDataModule.use_prior_cache` (called by ``train`` for methods whose
+:meth:`~irfoundry.methods.Method.prior_cache` asks for one) builds a
+:class:`~irfoundry.foundation.cache.FeatureCache` of the training images in :meth:`setup`, i.e. once per
+process after DDP is initialised (a disk cache is then built once, in shards, by all ranks), snaps the
+training crops to its stride and attaches ``batch["prior"]`` to training batches.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import lightning as L
@@ -44,6 +51,8 @@ from irfoundry.data import (
 )
 from irfoundry.engine.config import DataConfig
 from irfoundry.models.base import INPUT_MULTIPLE
+
+log = logging.getLogger(__name__)
 
 
 def pad_collate(items: Sequence[dict], multiple: int = INPUT_MULTIPLE) -> dict:
@@ -185,6 +194,34 @@ class IRSTDDataModule(L.LightningDataModule):
             train, transform=self.transform, norm=self.norm, seed=cfg.seed, split=cfg.train_split
         )
         self.val_set = IRSTDDataset(val, norm=self.norm, split="val") if val else None
+        self._prior_request: tuple | None = None
+        #: the foundation feature cache, once :meth:`setup` built it
+        self.prior_cache = None
+
+    def use_prior_cache(self, model, root: str | None = None) -> None:
+        """Serve ``model``'s features of the un-augmented training images as ``batch["prior"]``, computed
+        once in :meth:`setup` (in memory, or memory-mapped under ``root``), cut and turned per crop."""
+        self._prior_request = (model, root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._prior_request is None or self.prior_cache is not None or stage not in (None, "fit"):
+            return
+        from dataclasses import replace
+
+        from irfoundry.foundation.cache import FeatureCache
+
+        model, root = self._prior_request
+        if self.trainer is not None:  # build where training will run (Lightning moves the module later)
+            model.to(self.trainer.strategy.root_device)
+        self.prior_cache = FeatureCache(model, self.train_samples, root=root).build(progress=False)
+        log.info("foundation feature cache: %s", self.prior_cache.stats)
+        if self.cfg.crop_size % self.prior_cache.alignment:
+            log.warning(
+                "data.crop_size %d is not a multiple of the foundation stride %d: cached prior cells overhang "
+                "the crop (see irfoundry.foundation.cache)", self.cfg.crop_size, self.prior_cache.alignment,
+            )
+        self.transform = replace(self.transform, snap=min(self.prior_cache.alignment, self.cfg.crop_size))
+        self.train_set.transform = self.transform
 
     def summary(self) -> dict:
         return {
@@ -209,9 +246,16 @@ class IRSTDDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.cfg.num_workers,
-            collate_fn=train_collate,
+            collate_fn=self._train_collate(),
             drop_last=len(sampler) > self.batch_size,
         )
+
+    def _train_collate(self):
+        if self.prior_cache is None:
+            return train_collate
+        from irfoundry.foundation.cache import PriorCollate
+
+        return PriorCollate(self.prior_cache, train_collate)
 
     @property
     def has_val(self) -> bool:

@@ -168,9 +168,18 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
 
     host = create_model(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
     method = build_method(cfg.method, host)
+    method.set_norm(dm.norm)
+    cache_request = method.prior_cache()
+    if cache_request is not None:
+        dm.use_prior_cache(*cache_request)
     module = IRSTDModule(method, cfg.optim)
 
     meta = {"config": cfg.to_dict(), "norm": {"mean": dm.norm["mean"], "std": dm.norm["std"]}, "data": dm.summary()}
+    described = method.describe()
+    if described:
+        meta["method"] = described
+        if resume is None and leader:
+            (run_dir / "method.json").write_text(json.dumps(described, indent=2))
     weights_cb = WeightsCheckpoint(
         run_dir, meta, cfg.trainer.monitor, cfg.trainer.monitor_mode, validate=dm.has_val, every_n_epochs=cfg.trainer.val_every
     )

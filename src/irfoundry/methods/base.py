@@ -10,7 +10,8 @@ To add one (``fdep``, ``lesps``, ``semprior``, ``simir`` in later issues)::
     class Mine(Method):
         def __init__(self, host, cfg: MethodConfig): ...
         def training_loss(self, batch): return loss, {"loss/main": ...}
-        # optional: on_train_epoch_start, predict_logits, export_model, eval_branches
+        # optional: on_train_epoch_start, predict_logits, export_model, eval_branches,
+        #           set_norm, prior_cache, describe
 
 Method-specific settings live in ``cfg.options`` (YAML ``method.options``); read them with
 :func:`method_options`, which rejects unknown keys by name. Schedules (warm-up, curriculum, label
@@ -51,6 +52,22 @@ class Method(nn.Module):
     def on_train_epoch_start(self, epoch: int) -> None:
         """Called by the engine before every training epoch with the 0-based ``epoch`` (the trainer's,
         restored by ``--resume``), in every process. The default does nothing."""
+
+    def set_norm(self, norm: Mapping[str, float]) -> None:
+        """Told the run's train-split normalisation (``{"mean", "std"}`` in [0, 1] units) before training,
+        so a method can map host inputs back to raw intensities (e.g. for a foundation model). Default:
+        ignored."""
+
+    def prior_cache(self) -> tuple[nn.Module, str | None] | None:
+        """A frozen model whose features of the un-augmented training images the data pipeline may
+        compute once and serve per crop as ``batch["prior"]`` (:mod:`irfoundry.foundation.cache`), and
+        the cache directory (``None``: in memory). ``None`` (default): no cache; the method computes
+        whatever it needs from the batch."""
+        return None
+
+    def describe(self) -> dict:
+        """JSON-able facts written into the run's checkpoints (e.g. the foundation weights' sha256)."""
+        return {}
 
     def eval_branches(self) -> dict[str, Callable[[Tensor], Tensor]]:
         """Networks scored on the validation split: name -> ``B x C x H x W -> B x 1 x H x W`` logits.
