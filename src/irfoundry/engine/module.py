@@ -13,6 +13,7 @@ choice, are the global ones and identical on every process.
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import torch
@@ -49,6 +50,16 @@ class IRSTDModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # current_epoch is the trainer's (restored by --resume), 0-based
         self.method.on_train_epoch_start(self.current_epoch)
+        self._epoch_t0, self._epoch_train_s = time.perf_counter(), None
+
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.training and getattr(self, "_epoch_t0", None) is not None and self._epoch_train_s is None:
+            self._epoch_train_s = time.perf_counter() - self._epoch_t0  # validation runs before the epoch ends
+
+    def on_train_epoch_end(self) -> None:
+        # wall time of this epoch's training batches (data loading included, validation excluded)
+        seconds = self._epoch_train_s if self._epoch_train_s is not None else time.perf_counter() - self._epoch_t0
+        self.log("train/epoch_seconds", seconds, sync_dist=True, reduce_fx="max")
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss, logs = self.method.training_loss(batch)
