@@ -14,3 +14,19 @@ Modules: :mod:`irfoundry.bench.train` (training / inference throughput of every 
 :mod:`irfoundry.bench.fdep` (FDEP vs host alone vs FDEP with a random prior, several seeds). Import
 heavy packages inside ``run`` where possible: the CLI imports every module to build its parser.
 """
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def write_json(doc: dict, path: str | os.PathLike) -> str:
+    """Write a benchmark result as indented JSON, atomically (temp file + rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return str(path)

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from irfoundry.bench import write_json
 from irfoundry.errors import ConfigError
 
 ARMS = ("host", "fdep", "fdep_random")
@@ -162,13 +162,6 @@ def _load(path: Path) -> dict:
     return {}
 
 
-def _save(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
-
-
 def run(args: dict) -> dict[str, Any]:
     """Run (or resume) the benchmark; options as :func:`add_arguments` defines them."""
     a = vars(add_arguments(argparse.ArgumentParser()).parse_args([]))
@@ -221,7 +214,7 @@ def run(args: dict) -> dict[str, Any]:
                         continue
                     rows.append(run_one(data, host, arm, seed, a))
                     if out:
-                        _save(out, doc)
+                        write_json(doc, out)
     return {**doc, "summary": summarize(rows), **({"json": str(out)} if out else {})}
 
 

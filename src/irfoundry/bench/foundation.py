@@ -33,18 +33,17 @@ within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from irfoundry.data import DatasetSpec, IRSTDDataset, TrainTransform, compute_norm_stats
+from irfoundry.bench import write_json
 from irfoundry.errors import ConfigError
 from irfoundry.foundation.cache import FeatureCache, PriorCollate
 from irfoundry.losses import deep_supervision_loss, soft_iou_loss
@@ -238,9 +237,7 @@ def run(args: dict) -> dict:
         for run in host_runs + [v for r in result["foundations"].values() for v in (r["no_cache"], r["cache"])]
     )
     if a["out"]:
-        out = Path(a["out"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(result, a["out"])
     return result
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
+from irfoundry.bench import write_json
 from irfoundry.errors import ConfigError, DataError, IRFoundryError
 
 #: the source checkout this module belongs to (``src/irfoundry/bench/metrics.py`` -> repository root)
@@ -185,11 +185,7 @@ def run(args: dict) -> dict[str, Any]:
         result["ok"] = result["ok"] and all(entry[c]["counts_equal"] for c in ("single", *thresholds))
         result[ds] = entry
     if a["json"]:
-        out = Path(a["json"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(result, indent=2)
-        out.write_text(text)
-        result["json"] = str(out)
+        result["json"] = write_json(result, a["json"])
     return result
 
 

@@ -16,7 +16,6 @@ names the CPU, the torch version and the number of torch threads.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from irfoundry.bench import write_json
 from irfoundry.errors import ConfigError
 
 #: registered hosts that exist for tests only and are skipped by default
@@ -175,11 +175,7 @@ def run(args: dict) -> dict[str, Any]:
         result["results"].append(bench_model(name, size=a["size"], batch=a["batch"], steps=a["steps"],
                                              warmup=a["warmup"], device=a["device"], seed=a["seed"]))
     if a["json"]:
-        out = Path(a["json"])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(result, indent=2)
-        out.write_text(text)
-        result["json"] = str(out)
+        result["json"] = write_json(result, a["json"])
     return result
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from irfoundry.data import load_norm_stats, save_norm_stats
