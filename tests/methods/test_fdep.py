@@ -187,3 +187,18 @@ class _Lite0Shape(nn.Module):
     """Only ``feature_info`` of EfficientNet-Lite0's five stages, to rebuild SAMF with the same shapes."""
 
     feature_info = [{"channels": c, "stride": s} for c, s in ((16, 2), (24, 4), (40, 8), (112, 16), (320, 32))]
+
+
+def test_export_cli_exit_codes(fdep_run, capsys):
+    from irfoundry.cli import main
+
+    result, out = fdep_run
+    target = out / "cli_export.safetensors"
+    assert main(["export", "--checkpoint", result["run_dir"], "--out", str(target)]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == complexity(create_model("acm"))["params"]
+    assert main(["export", "--checkpoint", result["run_dir"], "--out", str(target)]) == 1  # never overwritten
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(out / "missing_run"), "--out", str(out / "x")]) == 1
+    with pytest.raises(SystemExit) as usage:  # --out is required: argparse's usage error
+        main(["export", "--checkpoint", result["run_dir"]])
+    assert usage.value.code == 2

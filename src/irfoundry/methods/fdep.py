@@ -30,6 +30,9 @@ Options (``method.options`` in the config)::
     kd_temperature: 1.0
     cache: memory                    # feature cache: memory | off | a directory (memory-mapped, reused)
 
+Hosts with a warm-up schedule (MSHNet's ``warm_epochs`` in the ``supervised`` method) are trained on
+all their outputs from the first epoch here: FDEP's paper states no warm-up.
+
 Priors come from ``batch["prior"]`` when the data pipeline attaches them (the feature cache, on by
 default: :meth:`FDEP.prior_cache`), else the foundation model runs on the batch (``image`` mapped back to
 [0, 1] with the run's normalisation). The two differ by design: cached features are computed once on
