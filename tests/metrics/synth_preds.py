@@ -79,3 +79,13 @@ def perturbed_prediction(gt: np.ndarray, rng: np.random.Generator, *, kind: str 
     if rng.random() < 0.5:  # 8-bit maps, as eval-maps reads them
         prob = np.round(prob * 255.0) / 255.0
     return prob
+
+
+def random_blobs(rng: np.random.Generator, h: int, w: int, n: int) -> np.ndarray:
+    """``h x w`` bool mask with ``n`` random rectangles of side 1-5 px (possibly touching or clipped)."""
+    m = np.zeros((h, w), dtype=bool)
+    for _ in range(n):
+        r, c = rng.integers(h), rng.integers(w)
+        rh, rw = rng.integers(0, 3, size=2)
+        m[max(r - rh, 0) : r + rh + 1, max(c - rw, 0) : c + rw + 1] = True
+    return m

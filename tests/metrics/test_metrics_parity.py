@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from naive_irstd_metrics import naive_evaluate, naive_hse  # noqa: E402
-from synth_preds import DATA_ROOT, load_masks, perturbed_prediction  # noqa: E402
+from synth_preds import DATA_ROOT, load_masks, perturbed_prediction, random_blobs  # noqa: E402
 
 from irfoundry.metrics import MetricSettings, evaluate_images, hse, summarize  # noqa: E402
 
@@ -40,25 +40,16 @@ def _assert_parity(probs, gts, thresholds, **kw):
     return curves
 
 
-def _blobs(rng, h, w, n):
-    m = np.zeros((h, w), dtype=bool)
-    for _ in range(n):
-        r, c = rng.integers(h), rng.integers(w)
-        rh, rw = rng.integers(0, 3, size=2)
-        m[max(r - rh, 0) : r + rh + 1, max(c - rw, 0) : c + rw + 1] = True
-    return m
-
-
 @pytest.mark.parametrize("matching", ["greedy", "hungarian", "overlap"])
 @pytest.mark.parametrize("connectivity", [8, 4])
 @pytest.mark.parametrize("legacy", [False, True])
 def test_synthetic_parity(matching, connectivity, legacy):
     rng = np.random.default_rng(11)
-    gts = [_blobs(rng, 40, 48, int(rng.integers(0, 6))) for _ in range(10)]
+    gts = [random_blobs(rng, 40, 48, int(rng.integers(0, 6))) for _ in range(10)]
     probs = [perturbed_prediction(g, rng) for g in gts]
     # dense clutter: many touching components that merge as the threshold falls
     probs.append(np.round(rng.random((40, 48)) ** 3 * 255) / 255)
-    gts.append(_blobs(rng, 40, 48, 8))
+    gts.append(random_blobs(rng, 40, 48, 8))
     thresholds = np.linspace(0.0, 1.0, 11)  # includes p > 0 and p > 1
     _assert_parity(probs, gts, thresholds, matching=matching, connectivity=connectivity,
                    legacy_area_match=legacy)

@@ -15,21 +15,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synth_preds import DATA_ROOT, load_masks, perturbed_prediction  # noqa: E402
+from synth_preds import DATA_ROOT, load_masks, perturbed_prediction, random_blobs  # noqa: E402
 
 from irfoundry.errors import ConfigError, DataError  # noqa: E402
 from irfoundry.metrics import MetricSettings, TargetMatch, image_counts, match_targets  # noqa: E402
 
 SWEEP = np.round(np.arange(1, 20) * 0.05, 2)
-
-
-def _blobs(rng, h, w, n):
-    m = np.zeros((h, w), dtype=bool)
-    for _ in range(n):
-        r, c = rng.integers(h), rng.integers(w)
-        rh, rw = rng.integers(0, 3, size=2)
-        m[max(r - rh, 0) : r + rh + 1, max(c - rw, 0) : c + rw + 1] = True
-    return m
 
 
 def _check_parity(prob, gt, settings):
@@ -70,13 +61,13 @@ def test_parity_with_image_counts_synthetic(settings):
     rng = np.random.default_rng(7)
     n_checked = 0
     for i in range(40):
-        gt = _blobs(rng, 40, 48, int(rng.integers(0, 7)))
+        gt = random_blobs(rng, 40, 48, int(rng.integers(0, 7)))
         prob = perturbed_prediction(gt, rng)
         _check_parity(prob, gt, settings)
         n_checked += 1
     # dense clutter: many touching, merging components
     prob = np.round(rng.random((40, 48)) ** 3 * 255) / 255
-    _check_parity(prob, _blobs(rng, 40, 48, 8), settings)
+    _check_parity(prob, random_blobs(rng, 40, 48, 8), settings)
     assert n_checked == 40
 
 
@@ -98,7 +89,7 @@ def test_parity_with_image_counts_real_masks():
 def test_geometry_matches_regionprops():
     measure = pytest.importorskip("skimage.measure")
     rng = np.random.default_rng(3)
-    gt = _blobs(rng, 50, 60, 6)
+    gt = random_blobs(rng, 50, 60, 6)
     prob = perturbed_prediction(gt, rng, kind="mixed")
     m = match_targets(prob, gt, 0.5)
     for mask, comps in ((gt, m.gt), (prob > 0.5, m.pred)):
