@@ -4,8 +4,10 @@ bad input exits 1. No timing assertions (the machine is shared)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from irfoundry.bench.train import TEST_ONLY, resolve_models
 from irfoundry.cli import main
@@ -94,6 +96,9 @@ def test_bench_fdep_runs_every_arm_resumes_and_summarises(tiny_synth, tmp_path, 
         assert r["test_split"] == "test" and r["n_test"] == 5 and r["epoch_seconds"] > 0
         assert all(0 <= r[k] <= 1 for k in ("iou", "niou", "pd", "fa")) and 0 <= r["hse"] <= 100
     assert doc["rows"][0]["val_main_iou"] is None and doc["rows"][1]["val_main_iou"] is not None
+    # every arm starts its outputs at the same prior probability (the default CPU budget)
+    for r in doc["rows"]:
+        assert yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())["model"]["prior_prob"] == 0.01
     printed = capsys.readouterr().out
     assert "fdep_random" in printed and "dIoU vs host" in printed
     # a second call finds every run in --out and trains nothing

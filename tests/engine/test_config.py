@@ -12,6 +12,7 @@ def test_overrides_are_typed(tmp_path):
     cfg = load_config(p, ["optim.lr=1e-3", "trainer.max_epochs=50", "model.kwargs={base: 4}", "data.val_split=null"])
     assert cfg.optim.lr == pytest.approx(1e-3) and isinstance(cfg.optim.lr, float)
     assert cfg.trainer.max_epochs == 50 and cfg.model.kwargs == {"base": 4} and cfg.data.val_split is None
+    assert cfg.model.prior_prob is None and load_config(p, ["model.prior_prob=1e-2"]).model.prior_prob == 0.01
     # YAML 1.1 reads 5e-4 as a string; the typed config turns it into a float
     assert load_config(p).optim.lr == pytest.approx(5e-4)
 
@@ -26,6 +27,7 @@ def test_overrides_are_typed(tmp_path):
         ("data.crop_size=100", "data.crop_size must be a multiple of 32"),
         ("method.loss=iou", "method.loss = 'iou' is not allowed"),
         ("trainer.batch_size=0", "trainer.batch_size must be a positive number"),
+        ("model.prior_prob=1.5", "model.prior_prob must be null or a probability"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from irfoundry.models import HostNet, create_model, list_models, model_entry
+from irfoundry.errors import ModelError
+from irfoundry.models import HostNet, create_model, init_output_prior, list_models, model_entry
 from irfoundry.models.base import count_params
 
 ALL = list_models()
@@ -106,3 +109,53 @@ def test_in_chans_option():
         h, w = _size(name)
         with torch.no_grad():
             assert m(torch.randn(1, 3, h, w)).shape == (1, 1, h, w)
+
+
+# ALCL-Net's reference Kaiming init on an un-normalised head already starts at a median logit of about -9
+# (std 4), not at p ~ 0.5; the prior shifts it by the same bias, but cannot bring it to the prior
+STARTS_FAR_BELOW_HALF = {"alclnet"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_output_prior_starts_every_output_near_the_prior(name):
+    """``init_output_prior(p)``: each output (main and deep-supervision) starts at about ``p``."""
+    x = torch.randn(2, 1, *_size(name))
+
+    def medians(prior: float | None) -> list[float]:
+        torch.manual_seed(0)
+        host = create_model(name)
+        if prior is not None:
+            init_output_prior(host, prior)
+        host.train()  # batch statistics, as at the first training step
+        with torch.no_grad():
+            out = host(x)
+        return [o.median().item() for o in ([out] if isinstance(out, torch.Tensor) else out)]
+
+    bias = math.log(0.01 / 0.99)
+    for i, (before, after) in enumerate(zip(medians(None), medians(0.01))):
+        if name in STARTS_FAR_BELOW_HALF:
+            assert after - before == pytest.approx(bias, abs=0.5), f"{name} output {i}: logits not shifted by the bias"
+        else:
+            p = torch.sigmoid(torch.tensor(after)).item()
+            assert 0.002 < p < 0.05, f"{name} output {i}: median probability {p:.4f}, expected about 0.01"
+
+
+def test_output_prior_follows_dnanet_without_deep_supervision():
+    host = create_model("dnanet", deep_supervision=False)
+    assert host.logit_layers == ("final",)
+    init_output_prior(host, 0.2)
+    assert torch.allclose(host.final.bias, torch.full_like(host.final.bias, math.log(0.2 / 0.8)))
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5])
+def test_output_prior_refuses_a_non_probability(bad):
+    with pytest.raises(ModelError, match="prior_prob"):
+        init_output_prior(create_model("unet_tiny"), bad)
+
+
+def test_output_prior_refuses_a_host_without_logit_layers():
+    class Bare(HostNet):
+        pass
+
+    with pytest.raises(ModelError, match="logit_layers"):
+        init_output_prior(Bare(), 0.01)

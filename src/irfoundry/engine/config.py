@@ -55,6 +55,9 @@ class ModelConfig:
     name: str = "unet_tiny"
     in_chans: int = 1
     kwargs: dict = field(default_factory=dict)
+    #: start every output at this probability (RetinaNet prior init, :func:`irfoundry.models.init_output_prior`);
+    #: ``None`` keeps the host's own initialisation, as its published recipe does
+    prior_prob: float | None = None
 
 
 @dataclass
@@ -203,6 +206,10 @@ def validate(cfg: RunConfig) -> None:
         v = flat[sec][k]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise ConfigError(f"{key} must be a positive number, got {v!r}")
+    if cfg.model.prior_prob is not None and not (
+        isinstance(cfg.model.prior_prob, (int, float)) and 0.0 < cfg.model.prior_prob < 1.0
+    ):
+        raise ConfigError(f"model.prior_prob must be null or a probability in (0, 1), got {cfg.model.prior_prob!r}")
     if not 0.0 < cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction!r}")
     if cfg.data.crop_size % 32:

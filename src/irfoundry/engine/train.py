@@ -35,7 +35,7 @@ from irfoundry.engine.datamodule import IRSTDDataModule
 from irfoundry.engine.module import IRSTDModule
 from irfoundry.errors import ConfigError
 from irfoundry.methods import build_method
-from irfoundry.models import create_model
+from irfoundry.models import create_model, init_output_prior
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,8 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         (run_dir / "data.json").write_text(json.dumps(dm.summary(), indent=2))
 
     host = create_model(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
+    if cfg.model.prior_prob is not None:  # a resumed run then loads its own weights over it
+        init_output_prior(host, cfg.model.prior_prob)
     method = build_method(cfg.method, host)
     method.set_norm(dm.norm)
     cache_request = method.prior_cache()

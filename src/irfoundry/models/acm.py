@@ -193,6 +193,8 @@ class ACM(HostNet):
     ``c3`` ``B x 64 x H/16 x W/16`` (bottleneck) for the default widths. H and W must be divisible by 32.
     """
 
+    logit_layers = ("head.block.4",)
+
     def __init__(
         self,
         *,

@@ -212,6 +212,8 @@ class ALCLNet(HostNet):
     and depends on nothing but the feature list.
     """
 
+    logit_layers = ("layer.2",)
+
     def __init__(self, *, in_chans: int = 1) -> None:
         super().__init__()
         if in_chans < 1:

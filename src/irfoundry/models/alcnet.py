@@ -69,6 +69,8 @@ class ALCNet(HostNet):
     ``c3`` ``B x 64 x H/16 x W/16`` (bottleneck) for the default widths. H and W must be divisible by 32.
     """
 
+    logit_layers = ("head.block.4",)
+
     #: submodules the reference builds but never calls (present only so its checkpoints load)
     unused_modules: tuple[str, ...] = ("uplayer1", "uplayer2")
 

@@ -41,6 +41,11 @@ class HostNet(nn.Module):
     #: submodules the reference builds but never calls (kept so reference checkpoints load strictly);
     #: they get no gradient, so DDP needs ``find_unused_parameters=True`` for such hosts
     unused_modules: tuple[str, ...] = ()
+    #: convolutions that map features to output logits (main and deep-supervision heads);
+    #: :func:`init_output_prior` sets their bias
+    logit_layers: tuple[str, ...] = ()
+    #: convolutions whose *inputs* are logits (a fusion of side outputs, e.g. MSHNet ``final``)
+    logit_fusion_layers: tuple[str, ...] = ()
     #: filled in by :func:`irfoundry.models.create_model`
     model_name: str = ""
     model_kwargs: dict = {}
@@ -86,3 +91,40 @@ def main_output(out: Tensor | Sequence[Tensor]) -> Tensor:
 def count_params(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def init_output_prior(model: HostNet, prior_prob: float) -> float:
+    """Start every output of ``model`` at probability ``prior_prob`` (the RetinaNet prior initialisation).
+
+    Sets the bias of each :attr:`HostNet.logit_layers` convolution to ``b = log(p / (1 - p))`` and, for a
+    :attr:`HostNet.logit_fusion_layers` convolution (whose inputs are those logits), to
+    ``b * (1 - sum(weight))`` so that side outputs all equal to ``b`` fuse to ``b``. Weights are untouched.
+    Returns ``b``.
+
+    Why it exists (a training choice, not part of any host's published recipe, so off by default): a
+    freshly initialised host predicts ``p ~ 0.5`` everywhere, and with Adam the background logits can
+    only fall by about ``lr`` per step, so under SoftIoU a host spends its first thousands of steps
+    pushing the background down before any target is found (BasicIRSTD's ACM / ALCNet: ~100 epochs
+    of NUAA-SIRST, XinyiYing/BasicIRSTD#19). Starting at ``p = 0.01`` (Lin et al., "Focal Loss for Dense
+    Object Detection", ICCV 2017, section 4.1) removes that phase; see docs/results/fdep.md.
+
+    Raises :class:`ModelError` for ``prior_prob`` outside (0, 1) or a host that names no logit layer.
+    """
+    import math
+
+    if not 0.0 < prior_prob < 1.0:
+        raise ModelError(f"prior_prob must be in (0, 1), got {prior_prob!r}")
+    if not model.logit_layers:
+        raise ModelError(f"{type(model).__name__} names no logit_layers; it cannot take an output prior")
+    bias = math.log(prior_prob / (1.0 - prior_prob))
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name in (*model.logit_layers, *model.logit_fusion_layers):
+            conv = modules.get(name)
+            if not isinstance(conv, nn.Conv2d) or conv.bias is None or conv.out_channels != 1:
+                raise ModelError(f"{type(model).__name__}.{name} is not a 1-channel convolution with a bias")
+            if name in model.logit_fusion_layers:
+                conv.bias.fill_(bias * (1.0 - float(conv.weight.sum())))
+            else:
+                conv.bias.fill_(bias)
+    return bias

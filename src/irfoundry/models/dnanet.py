@@ -202,8 +202,10 @@ class DNANet(HostNet):
             self.final2 = nn.Conv2d(c[0], 1, 1)
             self.final3 = nn.Conv2d(c[0], 1, 1)
             self.final4 = nn.Conv2d(c[0], 1, 1)
+            self.logit_layers = ("final1", "final2", "final3", "final4")
         else:
             self.final = nn.Conv2d(c[0], 1, 1)
+            self.logit_layers = ("final",)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """``B x in_chans x H x W`` -> ``[x0_0, x1_0, x2_0, x3_0, x4_0]``, ``B x channels[i] x H/2^i x W/2^i``."""

@@ -99,6 +99,8 @@ class MLCLNet(HostNet):
     ``stage_strides = (1, 2, 4)``); ``decode`` depends on nothing but the feature list.
     """
 
+    logit_layers = ("layer.2",)
+
     def __init__(self, *, in_chans: int = 1) -> None:
         super().__init__()
         if in_chans < 1:

@@ -82,6 +82,9 @@ class MSHNet(HostNet):
             only ``outputs[WARMUP_OUTPUT]``; a hint for training code, never read by ``forward``.
     """
 
+    logit_layers = ("output_0", "output_1", "output_2", "output_3")
+    logit_fusion_layers = ("final",)
+
     #: index, in the training-mode output list, of the map the reference trains alone during warm-up
     WARMUP_OUTPUT = 1
 

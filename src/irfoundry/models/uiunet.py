@@ -198,6 +198,9 @@ class UIUNet(HostNet):
     ``d0`` alone.
     """
 
+    logit_layers = ("side1", "side2", "side3", "side4", "side5", "side6")
+    logit_fusion_layers = ("outconv",)
+
     def __init__(self, *, in_chans: int = 1) -> None:
         super().__init__()
         self.stage_channels = (64, 128, 256, 512, 512, 512)

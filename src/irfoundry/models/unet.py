@@ -25,6 +25,8 @@ class _DoubleConv(nn.Sequential):
 class TinyUNet(HostNet):
     """Tiny U-Net. ``B x in_chans x H x W -> B x 1 x H x W`` logits (H, W divisible by 32)."""
 
+    logit_layers = ("head",)
+
     def __init__(self, *, in_chans: int = 1, base: int = 8) -> None:
         super().__init__()
         widths = (base, base * 2, base * 4, base * 8, base * 8)
