@@ -36,3 +36,6 @@ def test_config_parses_and_names_registered_parts(path):
     if "basicirstd" in path.parts:
         assert (cfg.optim.lr, cfg.trainer.batch_size, cfg.data.crop_size, cfg.method.loss) == (5e-4, 16, 256, "softiou")
         assert cfg.trainer.max_epochs == 400 and cfg.optim.milestones == [200, 300]
+        assert cfg.model.prior_prob is None, "the protocol keeps each host's own initialisation"
+    if "cpu" in path.parts and cfg.model.name != "alclnet":
+        assert cfg.model.prior_prob == 0.01, "short budgets start outputs at p = 0.01 (no all-background phase)"
