@@ -98,7 +98,7 @@ def run_config(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
         "data": {"root": str(data), "train_split": "50_50/train" if nudt else "train",
                  "test_split": "50_50/test" if nudt else "test", "crop_size": a["crop"], "target_crop_prob": 0.5,
                  "seed": seed},
-        "model": {"name": host, "prior_prob": a.get("prior_prob") or None},
+        "model": {"name": host, "prior_prob": a["prior_prob"] or None},
         "method": method,
         "optim": {"optimizer": "adam", "lr": a["lr"]},
         "trainer": {"max_epochs": a["epochs"], "batch_size": a["batch"], "val_every": a["val_every"],
@@ -279,7 +279,7 @@ def run(args: dict) -> dict[str, Any]:
 
     out = Path(a["out"]) if a["out"] else None
     doc = _load(out) if out else {}
-    settings = {k: a.get(k) for k in ("epochs", "crop", "batch", "lr", "loss", "val_every", "foundation", "prior_prob")}
+    settings = {k: a[k] for k in ("epochs", "crop", "batch", "lr", "loss", "val_every", "foundation", "prior_prob")}
     if doc.get("settings") and doc["settings"] != settings:
         raise ConfigError(f"{out} was made with other settings {doc['settings']}; use another --out")
     doc.setdefault("settings", settings)

@@ -21,6 +21,7 @@ Deep supervision is decided by ``self.training``, never by a ``mode`` flag.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -110,8 +111,6 @@ def init_output_prior(model: HostNet, prior_prob: float) -> float:
 
     Raises :class:`ModelError` for ``prior_prob`` outside (0, 1) or a host that names no logit layer.
     """
-    import math
-
     if not 0.0 < prior_prob < 1.0:
         raise ModelError(f"prior_prob must be in (0, 1), got {prior_prob!r}")
     if not model.logit_layers:
