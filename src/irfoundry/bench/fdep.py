@@ -15,14 +15,15 @@ Pd, Fa at 0.5 and HSE (``hse-recon-v1``, 0.05..0.95 step 0.05). The median train
 run (``train/epoch_seconds``: batches and data loading, no validation) gives the FDEP / host epoch ratio.
 
 Before training, per host, ``--cost-steps`` measures what the two speed goals are about, on one random
-batch (``--cost-batch`` x 1 x ``--cost-size``\ :sup:`2`), interleaved medians: a CO-ISD training step
+batch (``--cost-batch`` x 1 x ``--cost-size`` x ``--cost-size``), interleaved medians: a CO-ISD training step
 with cached priors (random tensors of the foundation's shapes) against a plain supervised host step, and
 the eval forward of the exported network (saved and reloaded) against a freshly built plain host, with
 their parameters and MACs.
 
 Results are appended to ``--out`` (JSON) after every run, and runs already there are skipped, so an
 interrupted benchmark resumes where it stopped. The summary gives mean +/- sample std over seeds and the
-per-seed paired differences ``fdep - host``.
+per-seed paired differences ``fdep - host``, ``fdep_random - host`` and ``fdep - fdep_random`` with their
+95 % Student-t interval: a difference is "beyond the seed-to-seed spread" when that interval lies above 0.
 
 Budget: defaults are a CPU budget: BasicIRSTD's recipe (Adam 5e-4, SoftIoU, batch 16) at 128 crops for 10
 epochs, validated every 2, with every host output starting at probability 0.01 (``--prior-prob``, the RetinaNet
@@ -51,6 +52,7 @@ EPILOG = """examples:
   irfoundry bench fdep --data ../shared/data/sirst ../shared/data/nudt_sirst --hosts acm,alcnet,mshnet \\
       --seeds 0,1,2 --epochs 10 --crop 128 --out docs/results/fdep_gain.json
   irfoundry bench fdep --summarize docs/results/fdep_gain.json       # print the table of a finished run
+  irfoundry bench fdep --summarize worker_a.json worker_b.json --out gain.json   # join parallel workers
   irfoundry bench fdep --hosts acm,alcnet,mshnet,dnanet --seeds '' --out costs.json   # step / latency costs only
 """
 
@@ -79,7 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="timed steps of the per-host step / export-latency costs (0: skip; default 10)")
     parser.add_argument("--cost-size", type=int, default=256, help="input side of the cost measurement (256)")
     parser.add_argument("--cost-batch", type=int, default=8, help="batch of the training-step cost (8)")
-    parser.add_argument("--summarize", default=None, metavar="JSON", help="only print the summary of a results file")
+    parser.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
+                        help="only print the summary of one or more results files (same settings; runs of parallel "
+                             "workers); with --out, also write their union there")
     return parser
 
 
@@ -211,26 +215,74 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def paired_difference(diffs: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Paired per-seed differences ``arm - reference``: mean, sample std, Student-t confidence interval, wins.
+
+    ``beyond_spread`` is the issue's "beats it beyond the seed-to-seed spread", made testable: the whole
+    two-sided ``confidence`` interval of the mean paired difference lies above zero (a paired t-test at
+    ``1 - confidence``). With fewer than two seeds there is no spread to beat, so it is ``False``.
+    """
+    diffs = [float(d) for d in diffs if d == d]
+    n = len(diffs)
+    mean, std = _mean_std(diffs)
+    lo = hi = float("nan")
+    if n > 1:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + confidence / 2, n - 1)) * std / n ** 0.5
+        lo, hi = mean - half, mean + half
+    return {"n": n, "mean": mean, "std": std, "ci": (lo, hi), "confidence": confidence,
+            "wins": sum(d > 0 for d in diffs), "beyond_spread": bool(n > 1 and lo > 0), "diffs": diffs}
+
+
+# (arm, reference arm): what each paired comparison isolates (module docstring)
+COMPARISONS = (("fdep", "host"), ("fdep_random", "host"), ("fdep", "fdep_random"))
+
+
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per dataset x host x arm: mean / std of every metric and of the epoch time; paired ``fdep - host``."""
+    """Per dataset x host x arm: mean / std of every metric and of the epoch time, and the paired comparisons.
+
+    ``entry["paired"][reference][metric]`` is :func:`paired_difference` of ``arm - reference`` over the
+    seeds both arms ran (IoU and HSE, the two metrics of the goal), for every pair in :data:`COMPARISONS`.
+    """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["host"], r["arm"]), []).append(r)
     out = []
     for (ds, host, arm), rs in sorted(groups.items()):
-        entry = {"dataset": ds, "host": host, "arm": arm, "seeds": sorted(r["seed"] for r in rs)}
+        entry = {"dataset": ds, "host": host, "arm": arm, "seeds": sorted(r["seed"] for r in rs), "paired": {}}
         for k in (*METRICS, "epoch_seconds"):
             entry[k] = _mean_std([r[k] for r in rs if r.get(k) is not None])
+        for reference in (ref for a, ref in COMPARISONS if a == arm):
+            base = {r["seed"]: r for r in groups.get((ds, host, reference), [])}
+            pairs = [(r, base[r["seed"]]) for r in rs if r["seed"] in base]
+            if pairs:
+                entry["paired"][reference] = {k: paired_difference([r[k] - b[k] for r, b in pairs])
+                                              for k in ("iou", "hse")}
         base = {r["seed"]: r for r in groups.get((ds, host, "host"), [])}
-        if arm != "host" and base:
-            for k in ("iou", "hse"):
-                diffs = [r[k] - base[r["seed"]][k] for r in rs if r["seed"] in base]
-                entry[f"d_{k}_vs_host"] = _mean_std(diffs) + (diffs,)
-            ratios = [r["epoch_seconds"] / base[r["seed"]]["epoch_seconds"] for r in rs
-                      if r["seed"] in base and r.get("epoch_seconds") and base[r["seed"]].get("epoch_seconds")]
+        ratios = [r["epoch_seconds"] / base[r["seed"]]["epoch_seconds"] for r in rs
+                  if arm != "host" and r["seed"] in base and r.get("epoch_seconds")
+                  and base[r["seed"]].get("epoch_seconds")]
+        if ratios:
             entry["epoch_ratio_vs_host"] = _mean_std(ratios)
         out.append(entry)
     return out
+
+
+def verdicts(summary: list[dict]) -> list[str]:
+    """One line per dataset x host x comparison: the paired IoU / HSE differences and whether they clear the spread."""
+    lines = []
+    for e in summary:
+        for reference, by_metric in e["paired"].items():
+            parts = []
+            for k, scale in (("iou", 100.0), ("hse", 1.0)):
+                p = by_metric[k]
+                lo, hi = (f"{v * scale:+.2f}" if v == v else "n/a" for v in p["ci"])
+                parts.append(f"d{k.upper() if k == 'hse' else 'IoU'} {p['mean'] * scale:+.2f} "
+                             f"(95% CI {lo}..{hi}, wins {p['wins']}/{p['n']}): "
+                             f"{'BEYOND spread' if p['beyond_spread'] else 'within spread'}")
+            lines.append(f"{e['dataset']:<11} {e['host']:<8} {e['arm']} - {reference}: " + "; ".join(parts))
+    return lines
 
 
 def _load(path: Path) -> dict:
@@ -242,6 +294,37 @@ def _load(path: Path) -> dict:
     return {}
 
 
+def merge_results(paths: Sequence[Path]) -> dict:
+    """The union of results files written by workers that split one benchmark (``--arms`` / ``--seeds``).
+
+    Settings must be equal; a run (dataset, host, arm, seed) found in two files is an error, not a silent
+    pick. Machine facts and costs come from the first file that has them.
+    """
+    merged: dict = {}
+    seen: dict[tuple, Path] = {}
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist")
+        doc = _load(path)
+        if not doc.get("rows"):
+            raise ConfigError(f"{path} holds no results")
+        if merged and doc.get("settings") != merged["settings"]:
+            raise ConfigError(f"{path} was made with settings {doc.get('settings')}, {paths[0]} with "
+                              f"{merged['settings']}; only runs of one budget can be summarised together")
+        merged.setdefault("settings", doc.get("settings"))
+        merged.setdefault("machine", doc.get("machine"))
+        merged.setdefault("costs", {})
+        for host, cost in (doc.get("costs") or {}).items():
+            merged["costs"].setdefault(host, cost)
+        for r in doc["rows"]:
+            key = (r["dataset"], r["host"], r["arm"], r["seed"])
+            if key in seen:
+                raise ConfigError(f"run {'/'.join(map(str, key))} is in both {seen[key]} and {path}; keep one")
+            seen[key] = path
+            merged.setdefault("rows", []).append(r)
+    return merged
+
+
 def run(args: dict) -> dict[str, Any]:
     """Run (or resume) the benchmark; options as :func:`add_arguments` defines them."""
     a = vars(add_arguments(argparse.ArgumentParser()).parse_args([]))
@@ -250,10 +333,10 @@ def run(args: dict) -> dict[str, Any]:
         raise ConfigError(f"bench fdep got unknown options {unknown}; known: {sorted(a)}")
     a.update(args)
     if a["summarize"]:
-        doc = _load(Path(a["summarize"]))
-        if not doc.get("rows"):
-            raise ConfigError(f"{a['summarize']} holds no results")
-        return {**doc, "summary": summarize(doc["rows"])}
+        doc = merge_results([Path(f) for f in ([a["summarize"]] if isinstance(a["summarize"], str) else a["summarize"])])
+        if a["out"]:
+            write_json(doc, a["out"])
+        return {**doc, "summary": summarize(doc["rows"]), **({"json": str(a["out"])} if a["out"] else {})}
     arms = [s.strip() for s in a["arms"].split(",") if s.strip()]
     bad = sorted(set(arms) - set(ARMS))
     if bad:
@@ -330,14 +413,19 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{c['params_plain']:,}, MACs {c['macs_exported'] / 1e9:.3f}G vs {c['macs_plain'] / 1e9:.3f}G"))
         lines.insert(0, "costs (random batch, cached priors; interleaved medians):")
     for e in result.get("summary", []):
-        d_iou = _pm(e["d_iou_vs_host"]) if "d_iou_vs_host" in e else "-"
-        d_hse = _pm(e["d_hse_vs_host"], 1.0) if "d_hse_vs_host" in e else "-"
+        vs_host = e["paired"].get("host", {})
+        d_iou = _pm((vs_host["iou"]["mean"], vs_host["iou"]["std"])) if vs_host else "-"
+        d_hse = _pm((vs_host["hse"]["mean"], vs_host["hse"]["std"]), 1.0) if vs_host else "-"
         ratio = f"{e['epoch_ratio_vs_host'][0]:.2f}" if "epoch_ratio_vs_host" in e else "-"
         lines.append(
             f"{e['dataset']:<11} {e['host']:<8} {e['arm']:<12} {len(e['seeds']):>2} {_pm(e['iou']):>15} "
             f"{_pm(e['niou']):>15} {_pm(e['pd']):>15} {_pm(e['fa'], 1e6):>17} {_pm(e['hse'], 1.0):>15} "
             f"{d_iou:>15} {d_hse:>15} {ratio:>13}"
         )
+    paired = verdicts(result.get("summary", []))
+    if paired:
+        lines += ["", "paired per-seed differences (test split; beyond spread = the 95% CI of the mean lies above 0):",
+                  *paired]
     if result.get("json"):
         lines.append(f"results: {result['json']}")
     return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""The FDEP gain benchmark's statistics: paired differences, their interval and the "beyond spread" verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from irfoundry.bench.fdep import format_table, paired_difference, summarize
+
+
+def test_paired_difference_matches_a_paired_t_interval():
+    p = paired_difference([0.02, 0.04, 0.06])
+    assert p["n"] == 3 and p["wins"] == 3
+    assert p["mean"] == pytest.approx(0.04) and p["std"] == pytest.approx(0.02)
+    # t(0.975, 2) = 4.302653: half width 4.302653 * 0.02 / sqrt(3)
+    half = 4.302653 * 0.02 / math.sqrt(3)
+    assert p["ci"] == pytest.approx((0.04 - half, 0.04 + half), abs=1e-6)
+    assert p["ci"][0] < 0 and not p["beyond_spread"]  # three seeds this spread: not beyond it
+
+
+def test_paired_difference_beyond_spread_needs_the_whole_interval_above_zero():
+    assert paired_difference([0.05, 0.051, 0.049, 0.05])["beyond_spread"]
+    assert not paired_difference([-0.05, -0.051, -0.049])["beyond_spread"]  # consistent loss
+    one = paired_difference([0.3])
+    assert one["n"] == 1 and not one["beyond_spread"] and all(math.isnan(v) for v in one["ci"])
+    assert paired_difference([float("nan"), 0.1, 0.1])["n"] == 2  # NaN seeds are dropped, not averaged
+
+
+def _row(arm: str, seed: int, iou: float, hse: float) -> dict:
+    return {"dataset": "sirst", "host": "acm", "arm": arm, "seed": seed, "iou": iou, "niou": iou, "pd": 0.9,
+            "fa": 1e-4, "hse": hse, "epoch_seconds": {"host": 2.0}.get(arm, 3.0)}
+
+
+def test_summarize_pairs_by_seed_for_every_comparison():
+    rows = [_row("host", s, 0.30 + 0.01 * s, 20.0) for s in (0, 1, 2)]
+    rows += [_row("fdep", s, 0.40 + 0.01 * s, 21.0 + s) for s in (0, 1, 2)]
+    rows += [_row("fdep_random", s, 0.35, 20.0) for s in (2, 1)]  # seed 0 missing: pairs use seeds 1, 2 only
+    by_arm = {e["arm"]: e for e in summarize(rows)}
+    fdep = by_arm["fdep"]["paired"]
+    assert fdep["host"]["iou"]["diffs"] == pytest.approx([0.1, 0.1, 0.1]) and fdep["host"]["iou"]["beyond_spread"]
+    assert fdep["host"]["hse"]["diffs"] == pytest.approx([1.0, 2.0, 3.0])
+    assert fdep["fdep_random"]["iou"]["n"] == 2  # the prior's own effect, over the shared seeds
+    assert set(by_arm["fdep_random"]["paired"]) == {"host"} and by_arm["host"]["paired"] == {}
+    assert by_arm["fdep"]["epoch_ratio_vs_host"][0] == pytest.approx(1.5)
+    table = format_table({"settings": {}, "summary": summarize(rows)})
+    assert "fdep - host: dIoU +10.00" in table and "BEYOND spread" in table
+    assert "fdep - fdep_random" in table and "fdep_random - host" in table
+
+
+def _doc(rows: list[dict], epochs: int = 20) -> dict:
+    return {"settings": {"epochs": epochs}, "machine": {"cpu": "x"}, "costs": {}, "rows": rows}
+
+
+def test_summarize_joins_parallel_workers_and_refuses_mixed_budgets(tmp_path, capsys):
+    from irfoundry.cli import main
+
+    a, b, joined = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "joined.json"
+    a.write_text(json.dumps(_doc([_row("host", 0, 0.3, 20.0), _row("fdep", 0, 0.4, 22.0)])))
+    b.write_text(json.dumps(_doc([_row("fdep_random", 0, 0.35, 21.0)])))
+    assert main(["bench", "fdep", "--summarize", str(a), str(b), "--out", str(joined)]) == 0
+    assert "fdep - fdep_random" in capsys.readouterr().out
+    assert [r["arm"] for r in json.loads(joined.read_text())["rows"]] == ["host", "fdep", "fdep_random"]
+    # the same run twice, or another budget, is refused with both file names
+    assert main(["bench", "fdep", "--summarize", str(a), str(a)]) == 1
+    assert "is in both" in capsys.readouterr().err
+    b.write_text(json.dumps(_doc([_row("fdep_random", 0, 0.35, 21.0)], epochs=10)))
+    assert main(["bench", "fdep", "--summarize", str(a), str(b)]) == 1
+    assert "only runs of one budget" in capsys.readouterr().err
