@@ -30,7 +30,7 @@ def test_paired_difference_beyond_spread_needs_the_whole_interval_above_zero():
 
 def _row(arm: str, seed: int, iou: float, hse: float) -> dict:
     return {"dataset": "sirst", "host": "acm", "arm": arm, "seed": seed, "iou": iou, "niou": iou, "pd": 0.9,
-            "fa": 1e-4, "hse": hse, "epoch_seconds": {"host": 2.0}.get(arm, 3.0)}
+            "fa": 1e-4, "hse": hse, "epoch_seconds": {"host": 2.0}.get(arm, 3.0), "val_iou": iou}
 
 
 def test_summarize_pairs_by_seed_for_every_comparison():
@@ -68,3 +68,11 @@ def test_summarize_joins_parallel_workers_and_refuses_mixed_budgets(tmp_path, ca
     b.write_text(json.dumps(_doc([_row("fdep_random", 0, 0.35, 21.0)], epochs=10)))
     assert main(["bench", "fdep", "--summarize", str(a), str(b)]) == 1
     assert "only runs of one budget" in capsys.readouterr().err
+
+
+def test_summarize_lists_collapsed_runs_and_keeps_them_in_the_mean():
+    rows = [_row("host", 0, 0.4, 30.0), _row("host", 1, 0.0, 0.0), _row("fdep", 0, 0.4, 30.0), _row("fdep", 1, 0.4, 30.0)]
+    by_arm = {e["arm"]: e for e in summarize(rows)}
+    assert by_arm["host"]["collapsed"] == [1] and by_arm["fdep"]["collapsed"] == []
+    assert by_arm["host"]["iou"][0] == pytest.approx(0.2)
+    assert "acm host seed 1" in format_table({"settings": {}, "summary": summarize(rows)})

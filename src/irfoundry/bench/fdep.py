@@ -235,6 +235,16 @@ def paired_difference(diffs: Sequence[float], confidence: float = 0.95) -> dict[
             "wins": sum(d > 0 for d in diffs), "beyond_spread": bool(n > 1 and lo > 0), "diffs": diffs}
 
 
+def collapsed(row: dict) -> bool:
+    """A run that never left the all-background start: no validation of its selected (deployable) network
+    predicted a single target pixel (``val_iou == 0`` at the best epoch, hence at every epoch).
+
+    Such runs are kept in every mean (dropping them would favour whichever arm collapses more); the
+    summary lists them so a reader can see what drives a difference.
+    """
+    return row.get("val_iou") is not None and row["val_iou"] <= 0.0
+
+
 # (arm, reference arm): what each paired comparison isolates (module docstring)
 COMPARISONS = (("fdep", "host"), ("fdep_random", "host"), ("fdep", "fdep_random"))
 
@@ -250,7 +260,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["dataset"], r["host"], r["arm"]), []).append(r)
     out = []
     for (ds, host, arm), rs in sorted(groups.items()):
-        entry = {"dataset": ds, "host": host, "arm": arm, "seeds": sorted(r["seed"] for r in rs), "paired": {}}
+        entry = {"dataset": ds, "host": host, "arm": arm, "seeds": sorted(r["seed"] for r in rs), "paired": {},
+                 "collapsed": sorted(r["seed"] for r in rs if collapsed(r))}
         for k in (*METRICS, "epoch_seconds"):
             entry[k] = _mean_std([r[k] for r in rs if r.get(k) is not None])
         for reference in (ref for a, ref in COMPARISONS if a == arm):
@@ -399,7 +410,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"budget: {s.get('epochs')} epochs, {s.get('crop')} crops, batch {s.get('batch')}, Adam {s.get('lr')}, "
         f"loss {s.get('loss')}, output prior {s.get('prior_prob') or 'off'}; foundation {s.get('foundation')}; test split, native resolution, mean +/- std over seeds",
-        f"{'dataset':<11} {'host':<8} {'arm':<12} {'n':>2} {'IoU':>15} {'nIoU':>15} {'Pd':>15} {'Fa x1e-6':>17} "
+        f"{'dataset':<11} {'host':<8} {'arm':<12} {'n':>2} {'dead':>4} {'IoU':>15} {'nIoU':>15} {'Pd':>15} {'Fa x1e-6':>17} "
         f"{'HSE':>15} {'dIoU vs host':>15} {'dHSE vs host':>15} {'epoch x host':>13}",
     ]
     costs = result.get("costs") or {}
@@ -418,10 +429,14 @@ def format_table(result: dict[str, Any]) -> str:
         d_hse = _pm((vs_host["hse"]["mean"], vs_host["hse"]["std"]), 1.0) if vs_host else "-"
         ratio = f"{e['epoch_ratio_vs_host'][0]:.2f}" if "epoch_ratio_vs_host" in e else "-"
         lines.append(
-            f"{e['dataset']:<11} {e['host']:<8} {e['arm']:<12} {len(e['seeds']):>2} {_pm(e['iou']):>15} "
+            f"{e['dataset']:<11} {e['host']:<8} {e['arm']:<12} {len(e['seeds']):>2} {len(e['collapsed']):>4} {_pm(e['iou']):>15} "
             f"{_pm(e['niou']):>15} {_pm(e['pd']):>15} {_pm(e['fa'], 1e6):>17} {_pm(e['hse'], 1.0):>15} "
             f"{d_iou:>15} {d_hse:>15} {ratio:>13}"
         )
+    dead = [f"{e['dataset']} {e['host']} {e['arm']} seed {', '.join(map(str, e['collapsed']))}"
+            for e in result.get("summary", []) if e["collapsed"]]
+    if dead:
+        lines += ["", "dead = runs that never predicted a target on val (kept in every mean): " + "; ".join(dead)]
     paired = verdicts(result.get("summary", []))
     if paired:
         lines += ["", "paired per-seed differences (test split; beyond spread = the 95% CI of the mean lies above 0):",
