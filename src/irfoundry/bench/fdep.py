@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--prior-prob", type=float, default=0.01,
                         help="start every host output at this probability (model.prior_prob; 0: the host's own "
                              "init; default 0.01)")
+    parser.add_argument("--prior-weight-std", type=_std_or_none, default=0.01,
+                        help="with --prior-prob: std of the redrawn logit-layer weights (model.prior_weight_std, "
+                             "RetinaNet's 0.01; 'none': keep the host's weights, the earlier bias-only init)")
     parser.add_argument("--foundation", default="efficientnet_lite0", help="prior of the fdep arms (default bundled)")
     parser.add_argument("--runs", default="runs/bench_fdep", help="folder for the run folders (default runs/bench_fdep)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: leave as is)")
@@ -85,6 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="only print the summary of one or more results files (same settings; runs of parallel "
                              "workers); with --out, also write their union there")
     return parser
+
+
+def _std_or_none(text: str) -> float | None:
+    if text.strip().lower() in ("none", "null"):
+        return None
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'none', got {text}")
+    return value
 
 
 def _dataset_name(root: str) -> str:
@@ -102,7 +114,7 @@ def run_config(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
         "data": {"root": str(data), "train_split": "50_50/train" if nudt else "train",
                  "test_split": "50_50/test" if nudt else "test", "crop_size": a["crop"], "target_crop_prob": 0.5,
                  "seed": seed},
-        "model": {"name": host, "prior_prob": a["prior_prob"] or None},
+        "model": {"name": host, "prior_prob": a["prior_prob"] or None, "prior_weight_std": a["prior_weight_std"]},
         "method": method,
         "optim": {"optimizer": "adam", "lr": a["lr"]},
         "trainer": {"max_epochs": a["epochs"], "batch_size": a["batch"], "val_every": a["val_every"],
@@ -373,7 +385,8 @@ def run(args: dict) -> dict[str, Any]:
 
     out = Path(a["out"]) if a["out"] else None
     doc = _load(out) if out else {}
-    settings = {k: a[k] for k in ("epochs", "crop", "batch", "lr", "loss", "val_every", "foundation", "prior_prob")}
+    settings = {k: a[k] for k in ("epochs", "crop", "batch", "lr", "loss", "val_every", "foundation", "prior_prob",
+                                     "prior_weight_std")}
     if doc.get("settings") and doc["settings"] != settings:
         raise ConfigError(f"{out} was made with other settings {doc['settings']}; use another --out")
     doc.setdefault("settings", settings)
@@ -405,11 +418,18 @@ def _pm(ms: Sequence[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{m * scale:.{digits}f} +/- {s * scale:.{digits}f}"
 
 
+def _prior_text(settings: dict) -> str:
+    if not settings.get("prior_prob"):
+        return "off"
+    std = settings.get("prior_weight_std")  # absent in files made before the weights were redrawn
+    return f"{settings['prior_prob']} (logit weights {'kept' if std is None else f'std {std}'})"
+
+
 def format_table(result: dict[str, Any]) -> str:
     s = result.get("settings", {})
     lines = [
         f"budget: {s.get('epochs')} epochs, {s.get('crop')} crops, batch {s.get('batch')}, Adam {s.get('lr')}, "
-        f"loss {s.get('loss')}, output prior {s.get('prior_prob') or 'off'}; foundation {s.get('foundation')}; test split, native resolution, mean +/- std over seeds",
+        f"loss {s.get('loss')}, output prior {_prior_text(s)}; foundation {s.get('foundation')}; test split, native resolution, mean +/- std over seeds",
         f"{'dataset':<11} {'host':<8} {'arm':<12} {'n':>2} {'dead':>4} {'IoU':>15} {'nIoU':>15} {'Pd':>15} {'Fa x1e-6':>17} "
         f"{'HSE':>15} {'dIoU vs host':>15} {'dHSE vs host':>15} {'epoch x host':>13}",
     ]

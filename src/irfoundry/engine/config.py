@@ -58,6 +58,8 @@ class ModelConfig:
     #: start every output at this probability (RetinaNet prior init, :func:`irfoundry.models.init_output_prior`);
     #: ``None`` keeps the host's own initialisation, as its published recipe does
     prior_prob: float | None = None
+    #: with ``prior_prob``: std of the redrawn logit-layer weights (RetinaNet: 0.01); ``None`` keeps the host's
+    prior_weight_std: float | None = 0.01
 
 
 @dataclass
@@ -210,6 +212,9 @@ def validate(cfg: RunConfig) -> None:
         isinstance(cfg.model.prior_prob, (int, float)) and 0.0 < cfg.model.prior_prob < 1.0
     ):
         raise ConfigError(f"model.prior_prob must be null or a probability in (0, 1), got {cfg.model.prior_prob!r}")
+    std = cfg.model.prior_weight_std
+    if std is not None and (not isinstance(std, (int, float)) or isinstance(std, bool) or std < 0):
+        raise ConfigError(f"model.prior_weight_std must be null or a number >= 0, got {std!r}")
     if not 0.0 < cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction!r}")
     if cfg.data.crop_size % 32:

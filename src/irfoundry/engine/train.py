@@ -167,7 +167,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
 
     host = create_model(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
     if cfg.model.prior_prob is not None:  # a resumed run then loads its own weights over it
-        init_output_prior(host, cfg.model.prior_prob)
+        init_output_prior(host, cfg.model.prior_prob, cfg.model.prior_weight_std)
     method = build_method(cfg.method, host)
     method.set_norm(dm.norm)
     cache_request = method.prior_cache()

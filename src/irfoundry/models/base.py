@@ -94,25 +94,38 @@ def count_params(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def init_output_prior(model: HostNet, prior_prob: float) -> float:
+def init_output_prior(model: HostNet, prior_prob: float, weight_std: float | None = 0.01) -> float:
     """Start every output of ``model`` at probability ``prior_prob`` (the RetinaNet prior initialisation).
 
-    Sets the bias of each :attr:`HostNet.logit_layers` convolution to ``b = log(p / (1 - p))`` and, for a
-    :attr:`HostNet.logit_fusion_layers` convolution (whose inputs are those logits), to
-    ``b * (1 - sum(weight))`` so that side outputs all equal to ``b`` fuse to ``b``. Weights are untouched.
-    Returns ``b``.
+    Sets the bias of each :attr:`HostNet.logit_layers` convolution to ``b = log(p / (1 - p))`` and redraws
+    its weights from ``N(0, weight_std^2)``, as RetinaNet does for its classification head (Lin et al.,
+    section 4.1; torchvision's ``RetinaNetClassificationHead``: ``normal_(std=0.01)``, prior bias), so every
+    pixel starts at about ``p``. For a :attr:`HostNet.logit_fusion_layers` convolution (whose inputs are
+    those logits) the weights are kept and the bias is ``b * (1 - sum(weight))``, so that side outputs all
+    equal to ``b`` fuse to ``b``. ``weight_std=None`` keeps the host's own logit weights (bias only; the
+    behaviour before 2026-11-29, kept to reproduce ``docs/results/fdep_gain_*_biasinit.json``). Returns ``b``.
 
     Why it exists (a training choice, not part of any host's published recipe, so off by default): a
     freshly initialised host predicts ``p ~ 0.5`` everywhere, and with Adam the background logits can
     only fall by about ``lr`` per step, so under SoftIoU a host spends its first thousands of steps
     pushing the background down before any target is found (BasicIRSTD's ACM / ALCNet: ~100 epochs
-    of NUAA-SIRST, XinyiYing/BasicIRSTD#19). Starting at ``p = 0.01`` (Lin et al., "Focal Loss for Dense
-    Object Detection", ICCV 2017, section 4.1) removes that phase; see docs/results/fdep.md.
+    of NUAA-SIRST, XinyiYing/BasicIRSTD#19). Starting at ``p = 0.01`` removes that phase; see
+    docs/results/fdep.md.
 
-    Raises :class:`ModelError` for ``prior_prob`` outside (0, 1) or a host that names no logit layer.
+    Why the weights too: the bias alone leaves a trap. ACM's and ALCNet's head ends in a 1x1 conv over
+    2 ReLU channels; where both of its host-initialised weights are negative (about one seed in four),
+    every logit is ``<= b`` and only a sign flip of a weight of size ~0.5 can lift a target, which the
+    weak gradients at ``p = 0.01`` do not achieve in a short budget: ALCNet seeds 1 and 2 never predicted
+    a target in 20 epochs (``fdep_gain_sirst_biasinit.json``). Weights of size ``weight_std`` change sign
+    within a few Adam steps.
+
+    Raises :class:`ModelError` for ``prior_prob`` outside (0, 1), a negative ``weight_std`` or a host that
+    names no logit layer.
     """
     if not 0.0 < prior_prob < 1.0:
         raise ModelError(f"prior_prob must be in (0, 1), got {prior_prob!r}")
+    if weight_std is not None and not weight_std >= 0.0:
+        raise ModelError(f"weight_std must be null or >= 0, got {weight_std!r}")
     if not model.logit_layers:
         raise ModelError(f"{type(model).__name__} names no logit_layers; it cannot take an output prior")
     bias = math.log(prior_prob / (1.0 - prior_prob))
@@ -125,5 +138,7 @@ def init_output_prior(model: HostNet, prior_prob: float) -> float:
             if name in model.logit_fusion_layers:
                 conv.bias.fill_(bias * (1.0 - float(conv.weight.sum())))
             else:
+                if weight_std is not None:
+                    conv.weight.normal_(0.0, weight_std)
                 conv.bias.fill_(bias)
     return bias
