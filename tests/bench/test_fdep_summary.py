@@ -76,3 +76,15 @@ def test_summarize_lists_collapsed_runs_and_keeps_them_in_the_mean():
     assert by_arm["host"]["collapsed"] == [1] and by_arm["fdep"]["collapsed"] == []
     assert by_arm["host"]["iou"][0] == pytest.approx(0.2)
     assert "acm host seed 1" in format_table({"settings": {}, "summary": summarize(rows)})
+
+
+def test_markdown_summary_has_every_arm_and_comparison(tmp_path, capsys):
+    from irfoundry.cli import main
+
+    rows = [_row("host", s, 0.3, 20.0 + s) for s in (0, 1)] + [_row("fdep", s, 0.35 + 0.01 * s, 21.0) for s in (0, 1)]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_doc(rows)))
+    assert main(["bench", "fdep", "--summarize", str(path), "--markdown"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| data | host | arm |") and "| sirst | acm | fdep | 2 | 0 | 35.50 +/- 0.71 |" in table
+    assert "| sirst | acm | fdep - host | +5.50 (" in table and "| 2/2 |" in table

@@ -87,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--summarize", nargs="+", default=None, metavar="JSON",
                         help="only print the summary of one or more results files (same settings; runs of parallel "
                              "workers); with --out, also write their union there")
+    parser.add_argument("--markdown", action="store_true", help="print the summary as Markdown tables")
     return parser
 
 
@@ -271,7 +272,8 @@ def summarize(rows: list[dict]) -> list[dict]:
     for r in rows:
         groups.setdefault((r["dataset"], r["host"], r["arm"]), []).append(r)
     out = []
-    for (ds, host, arm), rs in sorted(groups.items()):
+    order = {arm: i for i, arm in enumerate(ARMS)}  # host first, then what is compared with it
+    for (ds, host, arm), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99), kv[0][2])):
         entry = {"dataset": ds, "host": host, "arm": arm, "seeds": sorted(r["seed"] for r in rs), "paired": {},
                  "collapsed": sorted(r["seed"] for r in rs if collapsed(r))}
         for k in (*METRICS, "epoch_seconds"):
@@ -466,8 +468,31 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(result: dict[str, Any]) -> str:
+    """The summary as two Markdown tables (per arm; paired comparisons), for pasting into docs unchanged."""
+    lines = ["| data | host | arm | seeds | dead | IoU | nIoU | Pd | Fa x1e-6 | HSE |", "|---" * 10 + "|"]
+    for e in result.get("summary", []):
+        lines.append(f"| {e['dataset']} | {e['host']} | {e['arm']} | {len(e['seeds'])} | {len(e['collapsed'])} | "
+                     f"{_pm(e['iou'])} | {_pm(e['niou'])} | {_pm(e['pd'])} | {_pm(e['fa'], 1e6, 0)} | "
+                     f"{_pm(e['hse'], 1.0)} |")
+    lines += ["", "| data | host | comparison | dIoU (95% CI) | wins | dHSE (95% CI) | wins | beyond spread (IoU / HSE) |",
+              "|---" * 8 + "|"]
+    for e in result.get("summary", []):
+        for reference, by_metric in e["paired"].items():
+            cells = []
+            for k, scale in (("iou", 100.0), ("hse", 1.0)):
+                pd = by_metric[k]
+                lo, hi = (f"{v * scale:+.2f}" if v == v else "n/a" for v in pd["ci"])
+                cells += [f"{pd['mean'] * scale:+.2f} ({lo} .. {hi})", f"{pd['wins']}/{pd['n']}"]
+            verdict = " / ".join("yes" if by_metric[k]["beyond_spread"] else "no" for k in ("iou", "hse"))
+            lines.append(f"| {e['dataset']} | {e['host']} | {e['arm']} - {reference} | {' | '.join(cells)} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = add_arguments(argparse.ArgumentParser(prog="irfoundry bench fdep", description=__doc__.split("\n")[0],
                                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
-    print(format_table(run(vars(parser.parse_args(argv)))))
+    args = vars(parser.parse_args(argv))
+    result = run(args)
+    print(format_markdown(result) if args["markdown"] else format_table(result))
     return 0

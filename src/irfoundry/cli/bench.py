@@ -49,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _runner(module, dests: list[str]):
     def cmd(args: argparse.Namespace) -> int:
         result = module.run({k: getattr(args, k) for k in dests})
-        print(module.format_table(result))
+        markdown = getattr(args, "markdown", False) and hasattr(module, "format_markdown")
+        print(module.format_markdown(result) if markdown else module.format_table(result))
         return 0 if result.get("ok", True) else 1
 
     return cmd
