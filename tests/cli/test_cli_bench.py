@@ -98,7 +98,8 @@ def test_bench_fdep_runs_every_arm_resumes_and_summarises(tiny_synth, tmp_path, 
     assert doc["rows"][0]["val_main_iou"] is None and doc["rows"][1]["val_main_iou"] is not None
     # every arm starts its outputs at the same prior probability (the default CPU budget)
     for r in doc["rows"]:
-        assert yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())["model"]["prior_prob"] == 0.01
+        model = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())["model"]
+        assert model["prior_prob"] == 0.01 and model["prior_weight_std"] == 0.01
     printed = capsys.readouterr().out
     assert "fdep_random" in printed and "dIoU vs host" in printed
     # a second call finds every run in --out and trains nothing

@@ -26,9 +26,10 @@ per-seed paired differences ``fdep - host``, ``fdep_random - host`` and ``fdep -
 95 % Student-t interval: a difference is "beyond the seed-to-seed spread" when that interval lies above 0.
 
 Budget: defaults are a CPU budget: BasicIRSTD's recipe (Adam 5e-4, SoftIoU, batch 16) at 128 crops for 10
-epochs, validated every 2, with every host output starting at probability 0.01 (``--prior-prob``, the RetinaNet
-prior init, :func:`irfoundry.models.init_output_prior`). Without that init ACM / ALCNet spend their first ~100
-epochs predicting all-background, so a short budget would compare empty masks. BasicIRSTD's full protocol is
+epochs, validated every 2, with every host output starting at probability 0.01 (``--prior-prob`` and
+``--prior-weight-std``: the RetinaNet prior init, :func:`irfoundry.models.init_output_prior`). Without that
+init ACM / ALCNet spend their first ~100 epochs predicting all-background, so a short budget would compare
+empty masks. BasicIRSTD's full protocol is
 ``--crop 256 --epochs 400 --prior-prob 0`` with a step schedule the benchmark does not apply (constant lr).
 """
 
