@@ -273,8 +273,11 @@ def summarize(rows: list[dict]) -> list[dict]:
     for r in rows:
         groups.setdefault((r["dataset"], r["host"], r["arm"]), []).append(r)
     out = []
-    order = {arm: i for i, arm in enumerate(ARMS)}  # host first, then what is compared with it
-    for (ds, host, arm), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99), kv[0][2])):
+    def listing_order(item: tuple) -> tuple:  # per dataset and host: the host arm first, then what is compared with it
+        (ds, host, arm), _ = item
+        return ds, host, ARMS.index(arm) if arm in ARMS else len(ARMS), arm
+
+    for (ds, host, arm), rs in sorted(groups.items(), key=listing_order):
         entry = {"dataset": ds, "host": host, "arm": arm, "seeds": sorted(r["seed"] for r in rs), "paired": {},
                  "collapsed": sorted(r["seed"] for r in rs if collapsed(r))}
         for k in (*METRICS, "epoch_seconds"):
@@ -432,7 +435,8 @@ def format_table(result: dict[str, Any]) -> str:
     s = result.get("settings", {})
     lines = [
         f"budget: {s.get('epochs')} epochs, {s.get('crop')} crops, batch {s.get('batch')}, Adam {s.get('lr')}, "
-        f"loss {s.get('loss')}, output prior {_prior_text(s)}; foundation {s.get('foundation')}; test split, native resolution, mean +/- std over seeds",
+        f"loss {s.get('loss')}, output prior {_prior_text(s)}; foundation {s.get('foundation')}; "
+        "test split, native resolution, mean +/- std over seeds",
         f"{'dataset':<11} {'host':<8} {'arm':<12} {'n':>2} {'dead':>4} {'IoU':>15} {'nIoU':>15} {'Pd':>15} {'Fa x1e-6':>17} "
         f"{'HSE':>15} {'dIoU vs host':>15} {'dHSE vs host':>15} {'epoch x host':>13}",
     ]
