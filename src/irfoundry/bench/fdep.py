@@ -261,6 +261,8 @@ def collapsed(row: dict) -> bool:
 
 # (arm, reference arm): what each paired comparison isolates (module docstring)
 COMPARISONS = (("fdep", "host"), ("fdep_random", "host"), ("fdep", "fdep_random"))
+# the goal's two metrics: (result key, label, scale to the printed unit)
+PAIRED_METRICS = (("iou", "IoU", 100.0), ("hse", "HSE", 1.0))
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -287,7 +289,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             pairs = [(r, base[r["seed"]]) for r in rs if r["seed"] in base]
             if pairs:
                 entry["paired"][reference] = {k: paired_difference([r[k] - b[k] for r, b in pairs])
-                                              for k in ("iou", "hse")}
+                                              for k, _, _ in PAIRED_METRICS}
         base = {r["seed"]: r for r in groups.get((ds, host, "host"), [])}
         ratios = [r["epoch_seconds"] / base[r["seed"]]["epoch_seconds"] for r in rs
                   if arm != "host" and r["seed"] in base and r.get("epoch_seconds")
@@ -298,18 +300,20 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _ci_text(paired: dict, scale: float, sep: str) -> str:
+    return sep.join(f"{v * scale:+.2f}" if v == v else "n/a" for v in paired["ci"])
+
+
 def verdicts(summary: list[dict]) -> list[str]:
     """One line per dataset x host x comparison: the paired IoU / HSE differences and whether they clear the spread."""
     lines = []
     for e in summary:
         for reference, by_metric in e["paired"].items():
             parts = []
-            for k, scale in (("iou", 100.0), ("hse", 1.0)):
+            for k, label, scale in PAIRED_METRICS:
                 p = by_metric[k]
-                lo, hi = (f"{v * scale:+.2f}" if v == v else "n/a" for v in p["ci"])
-                parts.append(f"d{k.upper() if k == 'hse' else 'IoU'} {p['mean'] * scale:+.2f} "
-                             f"(95% CI {lo}..{hi}, wins {p['wins']}/{p['n']}): "
-                             f"{'BEYOND spread' if p['beyond_spread'] else 'within spread'}")
+                parts.append(f"d{label} {p['mean'] * scale:+.2f} (95% CI {_ci_text(p, scale, '..')}, "
+                             f"wins {p['wins']}/{p['n']}): {'BEYOND spread' if p['beyond_spread'] else 'within spread'}")
             lines.append(f"{e['dataset']:<11} {e['host']:<8} {e['arm']} - {reference}: " + "; ".join(parts))
     return lines
 
@@ -485,11 +489,10 @@ def format_markdown(result: dict[str, Any]) -> str:
     for e in result.get("summary", []):
         for reference, by_metric in e["paired"].items():
             cells = []
-            for k, scale in (("iou", 100.0), ("hse", 1.0)):
+            for k, _, scale in PAIRED_METRICS:
                 pd = by_metric[k]
-                lo, hi = (f"{v * scale:+.2f}" if v == v else "n/a" for v in pd["ci"])
-                cells += [f"{pd['mean'] * scale:+.2f} ({lo} .. {hi})", f"{pd['wins']}/{pd['n']}"]
-            verdict = " / ".join("yes" if by_metric[k]["beyond_spread"] else "no" for k in ("iou", "hse"))
+                cells += [f"{pd['mean'] * scale:+.2f} ({_ci_text(pd, scale, ' .. ')})", f"{pd['wins']}/{pd['n']}"]
+            verdict = " / ".join("yes" if by_metric[k]["beyond_spread"] else "no" for k, _, _ in PAIRED_METRICS)
             lines.append(f"| {e['dataset']} | {e['host']} | {e['arm']} - {reference} | {' | '.join(cells)} | {verdict} |")
     return "\n".join(lines)
 
