@@ -114,7 +114,7 @@ def init_output_prior(model: HostNet, prior_prob: float, weight_std: float | Non
 
     Why the weights too: the bias alone leaves a trap. ACM's and ALCNet's head ends in a 1x1 conv over
     2 ReLU channels; where both of its host-initialised weights are negative (about one seed in four),
-    every logit is ``<= b`` and only a sign flip of a weight of size ~0.5 can lift a target, which the
+    every logit is ``<= b`` and only a sign flip of a weight can lift a target, which the
     weak gradients at ``p = 0.01`` do not achieve in a short budget: ALCNet seeds 1 and 2 never predicted
     a target in 20 epochs (``fdep_gain_sirst_biasinit.json``). Weights of size ``weight_std`` change sign
     within a few Adam steps.
