@@ -17,6 +17,7 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from irfoundry.engine.config import OptimConfig
@@ -53,8 +54,11 @@ class IRSTDModule(L.LightningModule):
         self._epoch_t0, self._epoch_train_s = time.perf_counter(), None
 
     def on_validation_epoch_start(self) -> None:
-        if self.trainer.training and getattr(self, "_epoch_t0", None) is not None and self._epoch_train_s is None:
-            self._epoch_train_s = time.perf_counter() - self._epoch_t0  # validation runs before the epoch ends
+        # Validation inside fit runs before the training epoch ends. Lightning flips the stage to
+        # ``validating`` first, so ``trainer.training`` is False here: ask for the fit instead.
+        fitting = self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+        if fitting and getattr(self, "_epoch_t0", None) is not None and self._epoch_train_s is None:
+            self._epoch_train_s = time.perf_counter() - self._epoch_t0
 
     def on_train_epoch_end(self) -> None:
         # wall time of this epoch's training batches (data loading included, validation excluded)
