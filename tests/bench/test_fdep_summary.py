@@ -88,3 +88,55 @@ def test_markdown_summary_has_every_arm_and_comparison(tmp_path, capsys):
     table = capsys.readouterr().out
     assert table.startswith("| data | host | arm |") and "| sirst | acm | fdep | 2 | 0 | 35.50 +/- 0.71 |" in table
     assert "| sirst | acm | fdep - host | +5.50 (" in table and "| 2/2 |" in table
+
+
+def _run_folder(root, name: str, epochs: list[tuple[float, bool]]):
+    """A run folder whose metrics.csv logs ``(train/epoch_seconds, validated)`` per epoch, as Lightning's CSV
+    logger writes it (validation metrics on their own row of the same epoch)."""
+    logs = root / name / "logs"
+    logs.mkdir(parents=True)
+    lines = ["epoch,step,train/epoch_seconds,val/iou"]
+    for epoch, (seconds, validated) in enumerate(epochs):
+        if validated:
+            lines.append(f"{epoch},{epoch},,0.5")
+        lines.append(f"{epoch},{epoch},{seconds},")
+    (logs / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return str(root / name)
+
+
+def test_recount_epochs_keeps_only_unvalidated_epochs_and_records_it(tmp_path):
+    from irfoundry.bench.fdep import EPOCH_TIMER_FIX, recount_epochs
+
+    host = _row("host", 0, 0.3, 20.0) | {
+        "run_dir": _run_folder(tmp_path, "h", [(4.0, False), (6.5, True), (4.2, False), (6.4, True)])}
+    fdep = _row("fdep", 0, 0.4, 22.0) | {
+        "run_dir": _run_folder(tmp_path, "f", [(6.0, False), (16.0, True), (6.4, False), (15.8, True)])}
+    doc = recount_epochs(_doc([host, fdep]))
+    rows = {r["arm"]: r for r in doc["rows"]}
+    assert rows["host"]["epoch_seconds"] == pytest.approx(4.1) and rows["fdep"]["epoch_seconds"] == pytest.approx(6.2)
+    assert rows["host"]["epoch_seconds_logged"] == 2.0  # the value the benchmark had written stays beside it
+    assert doc["corrections"] == [EPOCH_TIMER_FIX] and recount_epochs(doc) == doc  # idempotent
+    by_arm = {e["arm"]: e for e in summarize(doc["rows"])}
+    assert by_arm["fdep"]["epoch_ratio_vs_host"][0] == pytest.approx(6.2 / 4.1)
+
+
+def test_recount_epochs_refuses_rows_without_their_run_folder(tmp_path):
+    from irfoundry.bench.fdep import recount_epochs
+    from irfoundry.errors import ConfigError
+
+    row = _row("host", 0, 0.3, 20.0) | {"run_dir": str(tmp_path / "gone")}
+    with pytest.raises(ConfigError, match="no training log under .*gone.*run folders"):
+        recount_epochs(_doc([row]))
+
+
+def test_summarize_refuses_to_join_recounted_and_raw_files(tmp_path):
+    from irfoundry.bench.fdep import merge_results
+    from irfoundry.errors import ConfigError
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_doc([_row("host", 0, 0.3, 20.0)]) | {"corrections": ["recounted"]}))
+    b.write_text(json.dumps(_doc([_row("host", 1, 0.3, 20.0)])))
+    with pytest.raises(ConfigError, match="corrections"):
+        merge_results([a, b])
+    b.write_text(json.dumps(_doc([_row("host", 1, 0.3, 20.0)]) | {"corrections": ["recounted"]}))
+    assert merge_results([a, b])["corrections"] == ["recounted"]

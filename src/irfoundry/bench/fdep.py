@@ -125,15 +125,50 @@ def run_config(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
     }
 
 
-def _epoch_seconds(run_dir: Path) -> float | None:
+def _epoch_seconds(run_dir: Path, skip_validated: bool = False) -> float | None:
+    """Median ``train/epoch_seconds`` in ``run_dir/logs/metrics.csv``; ``None`` without a log.
+
+    ``skip_validated``: only epochs that ran no validation. Runs logged before the epoch-timer fix (commit
+    081268d) timed their validation too, so only those epochs are training alone (:func:`recount_epochs`).
+    """
     import csv
 
     path = run_dir / "logs" / "metrics.csv"
     if not path.is_file():
         return None
     with path.open() as f:
-        values = [float(r["train/epoch_seconds"]) for r in csv.DictReader(f) if r.get("train/epoch_seconds")]
+        rows = list(csv.DictReader(f))
+    validated = {r.get("epoch") for r in rows if r.get("val/iou")} if skip_validated else set()
+    values = [float(r["train/epoch_seconds"]) for r in rows
+              if r.get("train/epoch_seconds") and r.get("epoch") not in validated]
     return statistics.median(values) if values else None
+
+
+EPOCH_TIMER_FIX = (
+    "epoch_seconds recounted from each run's metrics.csv over the epochs without validation "
+    "(python benchmarks/fdep_recount_epochs.py): before commit 081268d train/epoch_seconds of a validated "
+    "epoch included its validation; the logged values are kept as epoch_seconds_logged"
+)
+
+
+def recount_epochs(result: dict) -> dict:
+    """``result`` (a ``--out`` JSON) with every row's ``epoch_seconds`` recounted over its unvalidated epochs.
+
+    For studies run before the epoch-timer fix; the logged value moves to ``epoch_seconds_logged`` and
+    ``result["corrections"]`` says so. A row whose run folder is gone is an error (nothing is written). Idempotent.
+    """
+    if EPOCH_TIMER_FIX in result.get("corrections", []):
+        return result
+    rows = []
+    for row in result["rows"]:
+        recounted = _epoch_seconds(Path(row["run_dir"]), skip_validated=True)
+        if recounted is None:
+            raise ConfigError(
+                f"no training log under {row['run_dir']} to recount {row['dataset']} {row['host']} {row['arm']} "
+                f"seed {row['seed']} from; run the recount where the study's run folders are"
+            )
+        rows.append({**row, "epoch_seconds": recounted, "epoch_seconds_logged": row.get("epoch_seconds")})
+    return {**result, "rows": rows, "corrections": [*result.get("corrections", []), EPOCH_TIMER_FIX]}
 
 
 def run_one(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
@@ -344,7 +379,11 @@ def merge_results(paths: Sequence[Path]) -> dict:
         if merged and doc.get("settings") != merged["settings"]:
             raise ConfigError(f"{path} was made with settings {doc.get('settings')}, {paths[0]} with "
                               f"{merged['settings']}; only runs of one budget can be summarised together")
+        if merged and doc.get("corrections", []) != merged["corrections"]:
+            raise ConfigError(f"{path} has corrections {doc.get('corrections', [])}, {paths[0]} has "
+                              f"{merged['corrections']}; apply the same ones to both first")
         merged.setdefault("settings", doc.get("settings"))
+        merged.setdefault("corrections", doc.get("corrections", []))
         merged.setdefault("machine", doc.get("machine"))
         merged.setdefault("costs", {})
         for host, cost in (doc.get("costs") or {}).items():
@@ -472,6 +511,7 @@ def format_table(result: dict[str, Any]) -> str:
     if paired:
         lines += ["", "paired per-seed differences (test split; beyond spread = the 95% CI of the mean lies above 0):",
                   *paired]
+    lines += [f"correction: {c}" for c in result.get("corrections", [])]
     if result.get("json"):
         lines.append(f"results: {result['json']}")
     return "\n".join(lines)
