@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from irfoundry.bench.train import TEST_ONLY, resolve_models
@@ -108,3 +109,35 @@ def test_bench_fdep_runs_every_arm_resumes_and_summarises(tiny_synth, tmp_path, 
     # other settings into the same file are refused
     assert main([*args, "--epochs", "2"]) == 1
     assert "other settings" in capsys.readouterr().err
+
+
+def test_bench_fdep_continues_an_interrupted_run_and_refuses_foreign_folders(tiny_synth, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    def bench(runs, out, epochs):
+        return main(["bench", "fdep", "--data", str(tiny_synth), "--hosts", "unet_tiny", "--arms", "host", "--seeds",
+                     "0", "--epochs", str(epochs), "--crop", "64", "--batch", "4", "--val-every", "1", "--runs",
+                     str(tmp_path / runs), "--out", str(tmp_path / out), "--cost-steps", "0"])
+
+    assert bench("full", "full.json", 2) == 0
+    # an interruption after epoch 1 of 2: the run folder has its epoch-1 state, --out has no row yet
+    assert bench("cut", "cut.json", 1) == 0
+    (run,) = (tmp_path / "cut").iterdir()
+    (tmp_path / "cut.json").unlink()
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["trainer"]["max_epochs"] = 2
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert bench("cut", "cut.json", 2) == 0
+    full, cut = (json.loads((tmp_path / f).read_text())["rows"][0] for f in ("full.json", "cut.json"))
+    assert cut["resumed"] is True and "resumed" not in full
+    a, b = load_file(Path(full["run_dir"]) / "last.safetensors"), load_file(run / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same network as uninterrupted
+    assert {k: cut[k] for k in ("iou", "hse", "best_epoch")} == {k: full[k] for k in ("iou", "hse", "best_epoch")}
+    # a folder of another budget, or one without a finished epoch, is refused and left as it was
+    capsys.readouterr()
+    (tmp_path / "cut.json").unlink()
+    assert bench("cut", "cut.json", 3) == 1
+    assert "another budget (trainer.max_epochs differ" in capsys.readouterr().err
+    (run / "state" / "resume.ckpt").unlink()
+    assert bench("cut", "cut.json", 2) == 1
+    assert "nor a finished epoch" in capsys.readouterr().err and (run / "last.safetensors").is_file()

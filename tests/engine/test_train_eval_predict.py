@@ -96,6 +96,17 @@ def test_resume_reproduces_uninterrupted_run(tiny_synth, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert full["best_epoch"] == resumed["best_epoch"]
+    # the epoch log holds the epochs before and after the interruption, like the uninterrupted run's
+    logged = [_logged_epochs(Path(r["run_dir"])) for r in (full, resumed)]
+    assert logged[0] == logged[1] == {"0", "1", "2"}
+    assert not (Path(resumed["run_dir"]) / "logs" / "metrics.before_resume.csv").exists()
+
+
+def _logged_epochs(run_dir: Path) -> set[str]:
+    import csv
+
+    with (run_dir / "logs" / "metrics.csv").open() as f:
+        return {r["epoch"] for r in csv.DictReader(f) if r.get("train/epoch_seconds")}
 
 
 def test_nan_loss_stops_with_step_and_ids_and_keeps_last_good_checkpoint(tiny_synth, tmp_path):

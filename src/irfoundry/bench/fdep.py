@@ -20,10 +20,11 @@ with cached priors (random tensors of the foundation's shapes) against a plain s
 the eval forward of the exported network (saved and reloaded) against a freshly built plain host, with
 their parameters and MACs.
 
-Results are appended to ``--out`` (JSON) after every run, and runs already there are skipped, so an
-interrupted benchmark resumes where it stopped. The summary gives mean +/- sample std over seeds and the
-per-seed paired differences ``fdep - host``, ``fdep_random - host`` and ``fdep - fdep_random`` with their
-95 % Student-t interval: a difference is "beyond the seed-to-seed spread" when that interval lies above 0.
+Results are appended to ``--out`` (JSON) after every run, and runs already there are skipped; a run
+interrupted mid-training continues from its last finished epoch (its folder under ``--runs``, when its
+config is this budget's). So an interrupted benchmark resumes where it stopped. The summary gives
+mean +/- sample std over seeds and the per-seed paired differences ``fdep - host``, ``fdep_random - host``
+and ``fdep - fdep_random`` with their 95 % Student-t interval: a difference is "beyond the seed-to-seed spread" when that interval lies above 0.
 
 Budget: defaults are a CPU budget: BasicIRSTD's recipe (Adam 5e-4, SoftIoU, batch 16) at 128 crops for 10
 epochs, validated every 2, with every host output starting at probability 0.01 (``--prior-prob`` and
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -44,6 +46,8 @@ from typing import Any, Sequence
 
 from irfoundry.bench import write_json
 from irfoundry.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ARMS = ("host", "fdep", "fdep_random")
 METRICS = ("iou", "niou", "pd", "fa", "hse")
@@ -177,10 +181,12 @@ def run_one(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
 
     cfg = run_config(data, host, arm, seed, a)
     run_dir = Path(cfg["trainer"]["out_dir"]) / cfg["trainer"]["run_name"]
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} exists but its result is not in --out; delete it to rerun (nothing was overwritten)")
+    resume = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        _check_resumable(run_dir, cfg)
+        log.info("resuming the interrupted run %s", run_dir)
     t0 = time.perf_counter()
-    result = train(from_dict(cfg))
+    result = train(None, resume=run_dir) if resume else train(from_dict(cfg))
     train_s = time.perf_counter() - t0
     test = evaluate(result["run_dir"], data, split=cfg["data"]["test_split"])
     return {
@@ -190,8 +196,27 @@ def run_one(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
         "best_epoch": result["best_epoch"], "val_iou": result["best_score"],
         "val_main_iou": result["val_metrics"].get("val_main/iou"),
         "epoch_seconds": _epoch_seconds(Path(result["run_dir"])), "train_seconds": train_s,
-        "run_dir": result["run_dir"],
+        "run_dir": result["run_dir"], **({"resumed": True} if resume else {}),
     }
+
+
+def _check_resumable(run_dir: Path, cfg: dict) -> None:
+    """An existing run folder without a result can be continued only if it is this very run, interrupted:
+    it holds Lightning's resume state and its config equals ``cfg``. Otherwise nothing is touched."""
+    from dataclasses import asdict
+
+    from irfoundry.engine import from_dict
+    from irfoundry.engine.train import RESUME_CKPT, resolve_resume
+
+    if not (run_dir / RESUME_CKPT).is_file():
+        raise ConfigError(f"{run_dir} exists but holds neither a result in --out nor a finished epoch "
+                          f"({RESUME_CKPT}) to resume; delete it to rerun (nothing was overwritten)")
+    saved, wanted = asdict(resolve_resume(run_dir)[0]), asdict(from_dict(cfg))
+    differ = sorted(f"{section}.{key}" for section, values in wanted.items() for key, value in values.items()
+                    if saved.get(section, {}).get(key) != value)
+    if differ:
+        raise ConfigError(f"{run_dir} is an interrupted run of another budget ({', '.join(differ)} differ from "
+                          "these options); delete it or pass another --runs (nothing was overwritten)")
 
 
 def host_costs(host_name: str, foundation: str, *, size: int = 256, batch: int = 8, steps: int = 10,

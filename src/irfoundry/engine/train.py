@@ -32,6 +32,7 @@ from irfoundry.data import load_norm_stats, save_norm_stats
 from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, read_yaml
 from irfoundry.engine.datamodule import IRSTDDataModule
+from irfoundry.engine.logs import continued_metrics_log
 from irfoundry.engine.module import IRSTDModule
 from irfoundry.errors import ConfigError
 from irfoundry.methods import build_method
@@ -226,7 +227,10 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         with warnings.catch_warnings():
             # val/* come from torchmetrics' own cross-process sync: Lightning's advice to add sync_dist is moot
             warnings.filterwarnings("ignore", r"It is recommended to use `self.log\('val", PossibleUserWarning)
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+            if resume is not None:  # continued_metrics_log keeps what this warns about
+                warnings.filterwarnings("ignore", r"Experiment logs directory .* exists and is not empty")
+            with continued_metrics_log(run_dir, resuming=resume is not None and leader):
+                trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
     finally:
         if leader:
             if previous is None:
