@@ -24,7 +24,8 @@ Results are appended to ``--out`` (JSON) after every run, and runs already there
 interrupted mid-training continues from its last finished epoch (its folder under ``--runs``, when its
 config is this budget's). So an interrupted benchmark resumes where it stopped. The summary gives
 mean +/- sample std over seeds and the per-seed paired differences ``fdep - host``, ``fdep_random - host``
-and ``fdep - fdep_random`` with their 95 % Student-t interval: a difference is "beyond the seed-to-seed spread" when that interval lies above 0.
+and ``fdep - fdep_random`` with their 95 % Student-t interval: a difference is "beyond the seed-to-seed
+spread" when that interval lies above 0.
 
 Budget: defaults are a CPU budget: BasicIRSTD's recipe (Adam 5e-4, SoftIoU, batch 16) at 128 crops for 10
 epochs, validated every 2, with every host output starting at probability 0.01 (``--prior-prob`` and
