@@ -103,10 +103,9 @@ def test_resume_reproduces_uninterrupted_run(tiny_synth, tmp_path):
 
 
 def _logged_epochs(run_dir: Path) -> set[str]:
-    import csv
+    from irfoundry.engine.logs import METRICS_LOG, read_rows
 
-    with (run_dir / "logs" / "metrics.csv").open() as f:
-        return {r["epoch"] for r in csv.DictReader(f) if r.get("train/epoch_seconds")}
+    return {r["epoch"] for r in read_rows(run_dir / METRICS_LOG) if r.get("train/epoch_seconds")}
 
 
 def test_nan_loss_stops_with_step_and_ids_and_keeps_last_good_checkpoint(tiny_synth, tmp_path):

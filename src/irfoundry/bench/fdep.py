@@ -136,13 +136,9 @@ def _epoch_seconds(run_dir: Path, skip_validated: bool = False) -> float | None:
     ``skip_validated``: only epochs that ran no validation. Runs logged before the epoch-timer fix (commit
     081268d) timed their validation too, so only those epochs are training alone (:func:`recount_epochs`).
     """
-    import csv
+    from irfoundry.engine.logs import METRICS_LOG, read_rows
 
-    path = run_dir / "logs" / "metrics.csv"
-    if not path.is_file():
-        return None
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(run_dir / METRICS_LOG)
     validated = {r.get("epoch") for r in rows if r.get("val/iou")} if skip_validated else set()
     values = [float(r["train/epoch_seconds"]) for r in rows
               if r.get("train/epoch_seconds") and r.get("epoch") not in validated]
