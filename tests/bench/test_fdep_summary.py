@@ -140,3 +140,36 @@ def test_summarize_refuses_to_join_recounted_and_raw_files(tmp_path):
         merge_results([a, b])
     b.write_text(json.dumps(_doc([_row("host", 1, 0.3, 20.0)]) | {"corrections": ["recounted"]}))
     assert merge_results([a, b])["corrections"] == ["recounted"]
+
+
+def test_fdep_kd_arm_distills_and_is_compared_with_host_and_fdep():
+    import argparse
+
+    from irfoundry.bench.fdep import add_arguments, run_config
+
+    a = vars(add_arguments(argparse.ArgumentParser()).parse_args(["--kd-weight", "0.5"]))
+    assert run_config("sirst", "acm", "fdep_kd", 0, a)["method"]["options"]["kd_weight"] == 0.5
+    assert "kd_weight" not in run_config("sirst", "acm", "fdep", 0, a)["method"]["options"]  # FDEP as published
+    rows = [_row("host", s, 0.30, 20.0) for s in (0, 1)] + [_row("fdep", s, 0.32, 21.0) for s in (0, 1)]
+    rows += [_row("fdep_kd", s, 0.36, 22.0) for s in (0, 1)]
+    summary = summarize(rows)
+    assert [e["arm"] for e in summary] == ["host", "fdep", "fdep_kd"]
+    kd = summary[2]["paired"]
+    assert set(kd) == {"host", "fdep"} and kd["fdep"]["iou"]["diffs"] == pytest.approx([0.04, 0.04])
+    assert "fdep_kd - fdep: dIoU +4.00" in format_table({"settings": {}, "summary": summary})
+
+
+def test_summarize_joins_files_written_before_kd_weight_was_a_setting(tmp_path, capsys):
+    from irfoundry.cli import main
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(_doc([_row("host", 0, 0.3, 20.0), _row("fdep", 0, 0.4, 22.0)])))  # no kd_weight
+    new_doc = _doc([_row("fdep_kd", 0, 0.45, 23.0)])
+    new_doc["settings"]["kd_weight"] = 1.0  # the default, which the older file implies
+    new.write_text(json.dumps(new_doc))
+    assert main(["bench", "fdep", "--summarize", str(old), str(new)]) == 0
+    assert "fdep_kd - fdep" in capsys.readouterr().out
+    new_doc["settings"]["kd_weight"] = 2.0  # another distillation weight is another budget
+    new.write_text(json.dumps(new_doc))
+    assert main(["bench", "fdep", "--summarize", str(old), str(new)]) == 1
+    assert "only runs of one budget" in capsys.readouterr().err

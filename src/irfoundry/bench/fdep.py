@@ -6,7 +6,11 @@ For every dataset x host x seed, three arms are trained with the same config, bu
 * ``fdep``: CO-ISD with the bundled ImageNet EfficientNet-Lite0 as the frozen prior (method ``fdep``);
 * ``fdep_random``: the same, with a randomly initialised prior of the same architecture (seeded by the
   run seed). It has the same SAMF capacity and the same two-branch training, so ``fdep - fdep_random``
-  isolates what the *pretrained* prior adds and ``fdep_random - host`` what the extra branch adds.
+  isolates what the *pretrained* prior adds and ``fdep_random - host`` what the extra branch adds;
+* ``fdep_kd`` (not in the default ``--arms``): ``fdep`` plus the explicit distillation term, main (fused)
+  branch -> lightweight branch, weight ``--kd-weight`` (``method.options.kd_weight``; FDEP's paper has no
+  such term, the shared weights alone are its transfer). ``fdep_kd - fdep`` shows whether what the fused
+  branch gains from the prior reaches the deployable branch when it is distilled explicitly.
 
 Each run selects its checkpoint on the validation split (SIRST idx_427: its ``val``; NUDT-SIRST 50_50,
 which has none: a seeded 20 % carve-out of ``train``), then the deployable network (for FDEP the
@@ -24,8 +28,8 @@ Results are appended to ``--out`` (JSON) after every run, and runs already there
 interrupted mid-training continues from its last finished epoch (its folder under ``--runs``, when its
 config is this budget's). So an interrupted benchmark resumes where it stopped. The summary gives
 mean +/- sample std over seeds and the per-seed paired differences ``fdep - host``, ``fdep_random - host``
-and ``fdep - fdep_random`` with their 95 % Student-t interval: a difference is "beyond the seed-to-seed
-spread" when that interval lies above 0.
+and ``fdep - fdep_random`` (with ``fdep_kd``: also ``fdep_kd - host`` and ``fdep_kd - fdep``) with their
+95 % Student-t interval: a difference is "beyond the seed-to-seed spread" when that interval lies above 0.
 
 Budget: defaults are a CPU budget: BasicIRSTD's recipe (Adam 5e-4, SoftIoU, batch 16) at 128 crops for 10
 epochs, validated every 2, with every host output starting at probability 0.01 (``--prior-prob`` and
@@ -50,7 +54,10 @@ from irfoundry.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-ARMS = ("host", "fdep", "fdep_random")
+ARMS = ("host", "fdep", "fdep_random", "fdep_kd")
+DEFAULT_ARMS = ("host", "fdep", "fdep_random")
+#: settings keys added after results were first written, with the value those older files implied
+LATER_SETTINGS = {"kd_weight": 1.0}
 METRICS = ("iou", "niou", "pd", "fa", "hse")
 
 EPILOG = """examples:
@@ -68,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data", nargs="+", default=["../shared/data/sirst", "../shared/data/nudt_sirst"],
                         help="dataset folders (default: SIRST idx_427 and NUDT-SIRST 50_50 under ../shared/data)")
     parser.add_argument("--hosts", default="acm,alcnet,mshnet", help="comma-separated hosts (default acm,alcnet,mshnet)")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default {','.join(ARMS)})")
+    parser.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                        help=f"comma-separated arms of {', '.join(ARMS)} (default {','.join(DEFAULT_ARMS)})")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs per run (default 10)")
     parser.add_argument("--crop", type=int, default=128, help="training crop size (default 128)")
@@ -83,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="with --prior-prob: std of the redrawn logit-layer weights (model.prior_weight_std, "
                              "RetinaNet's 0.01; 'none': keep the host's weights, the earlier bias-only init)")
     parser.add_argument("--foundation", default="efficientnet_lite0", help="prior of the fdep arms (default bundled)")
+    parser.add_argument("--kd-weight", type=float, default=1.0,
+                        help="weight of the main -> lightweight distillation term of the fdep_kd arm (default 1.0)")
     parser.add_argument("--runs", default="runs/bench_fdep", help="folder for the run folders (default runs/bench_fdep)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: leave as is)")
     parser.add_argument("--out", default=None, help="JSON results file, appended after every run and resumed from")
@@ -115,8 +125,10 @@ def run_config(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
     nudt = (Path(data) / "50_50").is_dir()
     method: dict[str, Any] = {"name": "supervised", "loss": a["loss"]}
     if arm != "host":
-        method = {"name": "fdep", "loss": a["loss"],
-                  "options": {"foundation": a["foundation"], "weights": "random" if arm == "fdep_random" else None}}
+        options = {"foundation": a["foundation"], "weights": "random" if arm == "fdep_random" else None}
+        if arm == "fdep_kd":
+            options["kd_weight"] = a["kd_weight"]
+        method = {"name": "fdep", "loss": a["loss"], "options": options}
     return {
         "data": {"root": str(data), "train_split": "50_50/train" if nudt else "train",
                  "test_split": "50_50/test" if nudt else "test", "crop_size": a["crop"], "target_crop_prob": 0.5,
@@ -317,7 +329,8 @@ def collapsed(row: dict) -> bool:
 
 
 # (arm, reference arm): what each paired comparison isolates (module docstring)
-COMPARISONS = (("fdep", "host"), ("fdep_random", "host"), ("fdep", "fdep_random"))
+COMPARISONS = (("fdep", "host"), ("fdep_random", "host"), ("fdep", "fdep_random"), ("fdep_kd", "host"),
+               ("fdep_kd", "fdep"))
 # the goal's two metrics: (result key, label, scale to the printed unit)
 PAIRED_METRICS = (("iou", "IoU", 100.0), ("hse", "HSE", 1.0))
 
@@ -384,6 +397,11 @@ def _load(path: Path) -> dict:
     return {}
 
 
+def _settings(settings: dict | None) -> dict | None:
+    """``settings`` with the keys added since (:data:`LATER_SETTINGS`) at the value older files implied."""
+    return None if settings is None else {**LATER_SETTINGS, **settings}
+
+
 def merge_results(paths: Sequence[Path]) -> dict:
     """The union of results files written by workers that split one benchmark (``--arms`` / ``--seeds``).
 
@@ -398,7 +416,7 @@ def merge_results(paths: Sequence[Path]) -> dict:
         doc = _load(path)
         if not doc.get("rows"):
             raise ConfigError(f"{path} holds no results")
-        if merged and doc.get("settings") != merged["settings"]:
+        if merged and _settings(doc.get("settings")) != _settings(merged["settings"]):
             raise ConfigError(f"{path} was made with settings {doc.get('settings')}, {paths[0]} with "
                               f"{merged['settings']}; only runs of one budget can be summarised together")
         if merged and doc.get("corrections", []) != merged["corrections"]:
@@ -457,8 +475,8 @@ def run(args: dict) -> dict[str, Any]:
     out = Path(a["out"]) if a["out"] else None
     doc = _load(out) if out else {}
     settings = {k: a[k] for k in ("epochs", "crop", "batch", "lr", "loss", "val_every", "foundation", "prior_prob",
-                                     "prior_weight_std")}
-    if doc.get("settings") and doc["settings"] != settings:
+                                     "prior_weight_std", "kd_weight")}
+    if doc.get("settings") and _settings(doc["settings"]) != settings:
         raise ConfigError(f"{out} was made with other settings {doc['settings']}; use another --out")
     doc.setdefault("settings", settings)
     doc.setdefault("machine", machine_info())
