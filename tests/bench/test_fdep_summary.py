@@ -173,3 +173,27 @@ def test_summarize_joins_files_written_before_kd_weight_was_a_setting(tmp_path, 
     new.write_text(json.dumps(new_doc))
     assert main(["bench", "fdep", "--summarize", str(old), str(new)]) == 1
     assert "only runs of one budget" in capsys.readouterr().err
+
+
+def test_branch_gaps_compare_both_branches_at_the_same_validations(tmp_path):
+    from irfoundry.bench.fdep import branch_gaps
+    from irfoundry.errors import ConfigError
+
+    def run(name: str, light: list[float], main: list[float]) -> str:
+        logs = tmp_path / name / "logs"
+        logs.mkdir(parents=True)
+        lines = ["epoch,step,train/epoch_seconds,val/iou,val_main/iou"]
+        for epoch, (a, b) in enumerate(zip(light, main)):
+            lines += [f"{epoch},{epoch},,{a},{b}", f"{epoch},{epoch},1.0,,"]
+        (logs / "metrics.csv").write_text("\n".join(lines) + "\n")
+        return str(tmp_path / name)
+
+    rows = [_row("host", 0, 0.3, 20.0) | {"run_dir": str(tmp_path / "no_folder_needed")},
+            _row("fdep", 0, 0.4, 20.0) | {"run_dir": run("f0", [0.2, 0.4], [0.3, 0.5])},
+            _row("fdep", 1, 0.4, 20.0) | {"run_dir": run("f1", [0.2, 0.4], [0.1, 0.4])}]
+    (gap,) = branch_gaps(_doc(rows))
+    assert (gap["arm"], gap["seeds"], gap["validations"], gap["ahead"]) == ("fdep", 2, 4, 2)
+    assert gap["last"] == pytest.approx([0.1, 0.0]) and gap["mean_gap"] == pytest.approx((0.1 - 0.05) / 2)
+    rows.append(_row("fdep_random", 0, 0.4, 20.0) | {"run_dir": str(tmp_path / "gone")})
+    with pytest.raises(ConfigError, match="gone.*run folders"):
+        branch_gaps(_doc(rows))

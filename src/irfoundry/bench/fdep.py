@@ -184,6 +184,37 @@ def recount_epochs(result: dict) -> dict:
     return {**result, "rows": rows, "corrections": [*result.get("corrections", []), EPOCH_TIMER_FIX]}
 
 
+def branch_gaps(result: dict) -> list[dict]:
+    """Does the fused branch use the prior? Main minus lightweight val IoU of every FDEP run of ``result``.
+
+    Reads each FDEP-arm row's ``run_dir/logs/metrics.csv`` (both branches are validated at the same epochs)
+    and returns per dataset x host x arm: ``last`` (the per-seed gap at the last validation), ``mean_gap``
+    (the mean over seeds of each run's mean gap over its validations), ``ahead`` / ``validations`` (how
+    many validations the main branch led). Gaps are in IoU fractions. A fused branch ahead with the
+    pretrained prior and not with the random one means the prior carries information the fused branch
+    uses; whether the deployable branch inherits it is what the test-split comparisons say. Rows whose run
+    folder is gone are an error.
+    """
+    from irfoundry.engine.logs import METRICS_LOG, read_rows
+
+    groups: dict[tuple, list[list[float]]] = {}
+    for row in result["rows"]:
+        if row["arm"] == "host":
+            continue
+        path = Path(row["run_dir"]) / METRICS_LOG
+        if not path.is_file():
+            raise ConfigError(f"no training log {path} for {row['dataset']} {row['host']} {row['arm']} seed "
+                              f"{row['seed']}; run this where the study's run folders are")
+        gaps = [float(r["val_main/iou"]) - float(r["val/iou"]) for r in read_rows(path)
+                if r.get("val/iou") and r.get("val_main/iou")]
+        if gaps:
+            groups.setdefault((row["dataset"], row["host"], row["arm"]), []).append(gaps)
+    return [{"dataset": ds, "host": host, "arm": arm, "seeds": len(runs), "last": [g[-1] for g in runs],
+             "mean_gap": statistics.mean(statistics.mean(g) for g in runs),
+             "ahead": sum(x > 0 for g in runs for x in g), "validations": sum(len(g) for g in runs)}
+            for (ds, host, arm), runs in sorted(groups.items())]
+
+
 def run_one(data: str, host: str, arm: str, seed: int, a: dict) -> dict:
     """Train one arm, evaluate its selected deployable network on the test split."""
     from irfoundry.engine import evaluate, from_dict, train
