@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from irfoundry.bench.fdep import branch_gaps
+from irfoundry.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("usage: python benchmarks/fdep_branch_gap.py RESULTS.json [RESULTS.json ...]", file=sys.stderr)
         return 2
+    gaps = []
+    for path in paths:
+        try:
+            gaps += branch_gaps(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, ConfigError) as exc:
+            print(f"{path}: {exc} (expected an `irfoundry bench fdep --out` results file)", file=sys.stderr)
+            return 1
     print("| data | host | arm | seeds | main - light, last val (per seed) | mean over vals | main ahead |")
     print("|---|---|---|---|---|---|---|")
-    for path in paths:
-        for g in branch_gaps(json.loads(path.read_text())):
-            last = ", ".join(f"{100 * x:+.1f}" for x in g["last"])
-            print(f"| {g['dataset']} | {g['host']} | {g['arm']} | {g['seeds']} | {last} | {100 * g['mean_gap']:+.1f} | "
-                  f"{g['ahead']}/{g['validations']} |")
+    for g in gaps:
+        last = ", ".join(f"{100 * x:+.1f}" for x in g["last"])
+        print(f"| {g['dataset']} | {g['host']} | {g['arm']} | {g['seeds']} | {last} | {100 * g['mean_gap']:+.1f} | "
+              f"{g['ahead']}/{g['validations']} |")
     return 0
 
 

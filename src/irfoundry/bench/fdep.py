@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 ARMS = ("host", "fdep", "fdep_random", "fdep_kd")
 DEFAULT_ARMS = ("host", "fdep", "fdep_random")
-#: settings keys added after results were first written, with the value those older files implied
+#: settings keys added after results were first written, with their defaults (the value older files implied)
 LATER_SETTINGS = {"kd_weight": 1.0}
 METRICS = ("iou", "niou", "pd", "fa", "hse")
 
@@ -91,8 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="with --prior-prob: std of the redrawn logit-layer weights (model.prior_weight_std, "
                              "RetinaNet's 0.01; 'none': keep the host's weights, the earlier bias-only init)")
     parser.add_argument("--foundation", default="efficientnet_lite0", help="prior of the fdep arms (default bundled)")
-    parser.add_argument("--kd-weight", type=float, default=1.0,
-                        help="weight of the main -> lightweight distillation term of the fdep_kd arm (default 1.0)")
+    parser.add_argument("--kd-weight", type=float, default=LATER_SETTINGS["kd_weight"],
+                        help="weight of the main -> lightweight distillation term of the fdep_kd arm (default "
+                             f"{LATER_SETTINGS['kd_weight']})")
     parser.add_argument("--runs", default="runs/bench_fdep", help="folder for the run folders (default runs/bench_fdep)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: leave as is)")
     parser.add_argument("--out", default=None, help="JSON results file, appended after every run and resumed from")
