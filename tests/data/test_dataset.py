@@ -47,7 +47,7 @@ def test_seeded_transform_reproducible_and_multiworker(tmp_path):
     loader = DataLoader(ds, batch_size=2, num_workers=2, shuffle=False)
     batches = list(loader)
     assert torch.equal(torch.cat([b["image"] for b in batches]), torch.stack(a))
-    assert all(b["mask"].shape == (2, 1, 16, 16) for b in batches)
+    assert all(b["target"].shape == (2, 1, 16, 16) for b in batches)
     assert [i for b in batches for i in b["id"]] == [s.id for s in samples]
     ds.set_epoch(1)
     assert not torch.equal(ds[0]["image"], a[0]) or not torch.equal(ds[1]["image"], a[1])

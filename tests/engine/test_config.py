@@ -12,8 +12,8 @@ def test_overrides_are_typed(tmp_path):
     cfg = load_config(p, ["optim.lr=1e-3", "trainer.max_epochs=50", "model.kwargs={base: 4}", "data.val_split=null"])
     assert cfg.optim.lr == pytest.approx(1e-3) and isinstance(cfg.optim.lr, float)
     assert cfg.trainer.max_epochs == 50 and cfg.model.kwargs == {"base": 4} and cfg.data.val_split is None
-    assert cfg.model.prior_prob is None and load_config(p, ["model.prior_prob=1e-2"]).model.prior_prob == 0.01
-    assert cfg.model.prior_weight_std == 0.01 and load_config(p, ["model.prior_weight_std=null"]).model.prior_weight_std is None
+    assert cfg.model.init_prob is None and load_config(p, ["model.init_prob=1e-2"]).model.init_prob == 0.01
+    assert cfg.model.init_weight_std == 0.01 and load_config(p, ["model.init_weight_std=null"]).model.init_weight_std is None
     # YAML 1.1 reads 5e-4 as a string; the typed config turns it into a float
     assert load_config(p).optim.lr == pytest.approx(5e-4)
 
@@ -25,11 +25,11 @@ def test_overrides_are_typed(tmp_path):
         ("optimm.lr=1", "unknown config section 'optimm'"),
         ("optim.optimizer=rmsprop", "optim.optimizer = 'rmsprop' is not allowed; choose one of: adam, adamw, sgd"),
         ("trainer.max_epochs=abc", "trainer.max_epochs must be an integer"),
-        ("data.crop_size=100", "data.crop_size must be a multiple of 32"),
+        ("data.crop_size=-32", "data.crop_size must be a positive number"),
         ("method.loss=iou", "method.loss = 'iou' is not allowed"),
         ("trainer.batch_size=0", "trainer.batch_size must be a positive number"),
-        ("model.prior_prob=1.5", "model.prior_prob must be null or a probability"),
-        ("model.prior_weight_std=-0.1", "model.prior_weight_std must be null or a number >= 0"),
+        ("model.init_prob=1.5", "model.init_prob must be null or a probability"),
+        ("model.init_weight_std=-0.1", "model.init_weight_std must be null or a number >= 0"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "metrics"))
 
-from naive_irstd_metrics import naive_evaluate  # noqa: E402
-from synth_preds import perturbed_prediction  # noqa: E402
+from irfoundry.bench.reference.naive_metrics import naive_evaluate  # noqa: E402
+from irfoundry.bench.reference.perturb import perturbed_prediction  # noqa: E402
 
 from irfoundry.cli import main  # noqa: E402
 from irfoundry.data import DatasetSpec  # noqa: E402
@@ -49,10 +47,11 @@ def model_maps(trained):
     with torch.no_grad():
         for batch in loader:
             logits = model.eval()(batch["image"])
-            old.update_padded(logits, batch["mask"], batch["size"])
             (h, w), = batch["size"]
-            prob = torch.sigmoid(logits.float())[0, 0, :h, :w].numpy()
-            items.append((batch["id"][0], prob, batch["mask"][0, 0, :h, :w].numpy() > 0.5))
+            prob = torch.sigmoid(logits.float())[0, 0, :h, :w]
+            gt = batch["mask"][0, 0, :h, :w] > 0.5
+            old.update([prob], [gt])
+            items.append((batch["id"][0], prob.numpy(), gt.numpy()))
     return items, old.compute()
 
 

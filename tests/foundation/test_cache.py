@@ -32,7 +32,8 @@ from irfoundry.data.io import read_image
 from irfoundry.data.layouts import Sample
 from irfoundry.data.transforms import CropGeometry, TrainTransform
 from irfoundry.errors import DataError, IRFoundryError, ModelError
-from irfoundry.foundation.cache import FeatureCache, PriorCollate
+from irfoundry.data.collate import collate
+from irfoundry.foundation.cache import FeatureCache
 
 FP16 = dict(rtol=2e-3, atol=2e-3)
 
@@ -275,28 +276,30 @@ def test_stale_or_broken_manifest_is_rebuilt_never_reused(samples, tmp_path):
     assert FeatureCache(LocalFM(), samples, root=root).build(progress=False).stats["reused"] is True
 
 
-def test_prior_collate_from_two_workers(samples, tmp_path):
+def test_crop_store_batches_from_two_workers(samples, tmp_path):
     """The disk cache pickles without arrays or model (a clone re-opens the memory maps and serves the same
     cells), and batches built by 2 DataLoader workers carry exactly the main-process look-ups."""
     cache = FeatureCache(LocalFM(), samples, root=tmp_path / "cache").build(progress=False)
     blob = pickle.dumps(cache)
     assert len(blob) < 20_000  # ids, sizes and offsets only
     clone = pickle.loads(blob)
-    assert clone.fm is None and clone._arrays is None
+    assert clone.fm is None and clone.store._arrays is None
     g = CropGeometry(-8, 8, 32, 32, True, True, 1, False)
     for a, b in zip(clone.lookup("im1", g), cache.lookup("im1", g)):
         assert torch.equal(a, b)
-    ds = IRSTDDataset(samples, transform=TrainTransform(crop_size=32, snap=cache.alignment), seed=1)
-    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=PriorCollate(cache))
+    ds = IRSTDDataset(samples, transform=TrainTransform(crop_size=32, snap=cache.alignment), seed=1,
+                      crop_stores={"foundation": cache})
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
     n = 0
     for batch in loader:
         assert batch["image"].shape[1:] == (1, 32, 32) and batch["geometry"].shape[1] == 8
         for lv, (c, s) in enumerate(cache.levels):
-            assert batch["prior"][lv].dtype == torch.float32 and batch["prior"][lv].shape[1:] == (c, 32 // s, 32 // s)
+            assert batch["foundation"][lv].dtype == torch.float32
+            assert batch["foundation"][lv].shape[1:] == (c, 32 // s, 32 // s)
         for j, sid in enumerate(batch["id"]):
             ref = cache.lookup(sid, batch["geometry"][j])
             for lv in range(len(cache.levels)):
-                assert torch.equal(batch["prior"][lv][j], ref[lv])
+                assert torch.equal(batch["foundation"][lv][j], ref[lv])
             n += 1
     assert n == len(samples)
 
@@ -331,8 +334,10 @@ def test_errors_name_the_problem(samples, tmp_path):
         cache.lookup(0, CropGeometry(4, 0, 16, 16))
     with pytest.raises(DataError, match="'nope'"):
         cache.lookup("nope", CropGeometry(0, 0, 16, 16))
-    with pytest.raises(DataError, match="geometry"):
-        PriorCollate(cache)([{"image": torch.zeros(1, 8, 8), "mask": torch.zeros(1, 8, 8), "id": "im0"}])
+    # a dataset without a transform serves the whole image's cells (the identity crop)
+    whole = IRSTDDataset(samples, crop_stores={"foundation": cache})[0]
+    for a, b in zip(whole["foundation"], cache.full(samples[0].id)):
+        assert torch.equal(a, b)
     with pytest.raises(DataError, match="unique"):
         FeatureCache(LocalFM(), samples + samples[:1])
     with pytest.raises(ModelError, match="feature_info"):

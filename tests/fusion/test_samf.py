@@ -37,7 +37,7 @@ def test_samf_keeps_the_host_shape_and_passes_gradients_to_both_inputs(channels)
 def test_stack_default_sources_give_one_prior_per_module_in_order():
     s = SAMFStack(8, [4, 5, 6, 7], num_modules=4)
     assert s.sources == (0, 1, 2, 3)
-    assert [b.prior_channels for b in s.blocks] == [4, 5, 6, 7]
+    assert [b.feature_channels for b in s.blocks] == [4, 5, 6, 7]
     s2 = SAMFStack(8, [4, 5], num_modules=4)
     assert s2.sources == (0, 0, 1, 1)
     priors = [torch.randn(1, 4, 2, 2), torch.randn(1, 5, 3, 3)]
@@ -54,7 +54,7 @@ def test_stack_applies_modules_in_series():
 
 
 def test_kernel_sizes_are_configurable():
-    m = SAMF(4, 3, prior_kernel=3, kernel=5)
+    m = SAMF(4, 3, feature_kernel=3, kernel=5)
     assert m.conv_a.kernel_size == (3, 3) and m.conv_1.conv.kernel_size == (5, 5)
     assert m(torch.randn(1, 4, 8, 8), torch.randn(1, 3, 8, 8)).shape == (1, 4, 8, 8)
 
@@ -64,5 +64,5 @@ def test_bad_configuration_and_inputs_are_named():
         SAMFStack(8, [4, 5], num_modules=2, sources=[0, 2])
     with pytest.raises(ModelError, match="at least 2 channels"):
         SAMF(1, 3)
-    with pytest.raises(ModelError, match="prior 3"):
+    with pytest.raises(ModelError, match="foundation 3"):
         SAMF(4, 3)(torch.randn(1, 4, 4, 4), torch.randn(1, 2, 4, 4))

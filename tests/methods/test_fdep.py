@@ -15,6 +15,7 @@ from irfoundry.engine.config import MethodConfig
 from irfoundry.engine.datamodule import IRSTDDataModule
 from irfoundry.errors import CheckpointError, ConfigError
 from irfoundry.methods import build_method
+from irfoundry.methods.context import BuildEnv
 from irfoundry.methods.fdep import FDEP
 from irfoundry.models import create_model, list_models
 from irfoundry.models.base import main_output
@@ -29,7 +30,7 @@ tiny_config = _engine.tiny_config
 SIZE = {"uiunet": (32, 64)}  # as tests/models/test_all_models.py: the large host at its smallest input
 
 
-class TinyPrior(nn.Module):
+class TinyFoundation(nn.Module):
     """A stand-in foundation model: two fixed maps at strides 4 and 8 (``feature_info`` + ``cache_key``)."""
 
     feature_info = [{"channels": 6, "stride": 4}, {"channels": 10, "stride": 8}]
@@ -47,16 +48,17 @@ class TinyPrior(nn.Module):
         return [torch.tanh(nn.functional.conv2d(p4, self.w4)), torch.tanh(nn.functional.conv2d(p8, self.w8))]
 
     def cache_key(self) -> str:
-        return "tiny-prior-v1"
+        return "tiny-foundation-v1"
 
 
 def _fdep(host_name: str, **options) -> FDEP:
     torch.manual_seed(0)
     host = create_model(host_name)
-    method = build_method(MethodConfig(name="fdep", loss="softiou", options=options), host) if "foundation" in options \
-        else FDEP(host, MethodConfig(name="fdep", loss="softiou", options=options), foundation=TinyPrior())
-    method.set_norm({"mean": 0.3, "std": 0.2})
-    return method
+    cfg = MethodConfig(name="fdep", loss="softiou", options=options)
+    norm = {"mean": 0.3, "std": 0.2}
+    if "foundation" in options:  # the builder constructs the named foundation model and injects it
+        return build_method(cfg, host, BuildEnv(norm=norm))
+    return FDEP(host, cfg, foundation=TinyFoundation(), norm=norm)
 
 
 @pytest.mark.parametrize("host_name", [m for m in list_models()])
@@ -68,7 +70,7 @@ def test_co_isd_step_on_every_host(host_name):
     x = torch.randn(2, 1, h, w)
     mask = (torch.rand(2, 1, h, w) > 0.98).float()
     method.train()
-    loss, logs = method.training_loss({"image": x, "mask": mask, "id": ["a", "b"]})
+    loss, logs = method.training_loss({"image": x, "target": mask, "id": ["a", "b"]})
     assert torch.isfinite(loss) and {"loss", "loss/main", "loss/light"} <= set(logs)
     loss.backward()
     samf_grads = [p.grad for p in method.samf.parameters()]
@@ -89,12 +91,12 @@ def test_co_isd_step_on_every_host(host_name):
     assert all(p.requires_grad for p in method.parameters())
 
 
-def test_cached_priors_are_used_instead_of_the_foundation():
+def test_cached_features_are_used_instead_of_the_foundation():
     method = _fdep("acm")
     method.foundation = None  # would fail if called
     x, mask = torch.randn(2, 1, 64, 64), torch.zeros(2, 1, 64, 64)
-    prior = [torch.randn(2, 6, 16, 16), torch.randn(2, 10, 8, 8)]
-    loss, _ = method.training_loss({"image": x, "mask": mask, "prior": prior})
+    features = [torch.randn(2, 6, 16, 16), torch.randn(2, 10, 8, 8)]
+    loss, _ = method.training_loss({"image": x, "target": mask, "foundation": features})
     assert torch.isfinite(loss)
 
 
@@ -102,7 +104,7 @@ def test_samf_placement_and_options_are_configurable():
     method = _fdep("dnanet", stage=2, num_modules=2, sources=[1, 0], kernel=1)
     assert method.stage == 2 and len(method.samf.blocks) == 2 and method.samf.sources == (1, 0)
     assert method.samf.blocks[0].channels == method.host.stage_channels[2]
-    loss, _ = method.training_loss({"image": torch.randn(1, 1, 64, 64), "mask": torch.zeros(1, 1, 64, 64)})
+    loss, _ = method.training_loss({"image": torch.randn(1, 1, 64, 64), "target": torch.zeros(1, 1, 64, 64)})
     assert torch.isfinite(loss)
 
 
@@ -123,20 +125,22 @@ def test_bad_options_are_named(options, words):
 
 
 def test_kd_term_is_off_by_default_and_logged_when_on():
-    batch = {"image": torch.randn(2, 1, 64, 64), "mask": torch.zeros(2, 1, 64, 64)}
+    batch = {"image": torch.randn(2, 1, 64, 64), "target": torch.zeros(2, 1, 64, 64)}
     assert "loss/kd" not in _fdep("acm").training_loss(batch)[1]
     assert "loss/kd" in _fdep("acm", kd_weight=0.5, kd_temperature=2.0).training_loss(batch)[1]
 
 
-def test_datamodule_serves_cached_priors_on_snapped_crops(tiny_synth):
+def test_datamodule_serves_cached_features_on_snapped_crops(tiny_synth):
     cfg = from_dict(tiny_config(tiny_synth, "unused"))
     dm = IRSTDDataModule(cfg.data, batch_size=4)
-    dm.use_prior_cache(TinyPrior())
+    method = _fdep("acm")
+    dm.request_features(method.data_requests().features)
     dm.setup("fit")
-    assert dm.transform.snap == 8 == dm.prior_cache.alignment
+    assert dm.transform.snap == 8 == dm.stores["foundation"].alignment
     batch = next(iter(dm.train_dataloader()))
-    assert [tuple(p.shape) for p in batch["prior"]] == [(4, 6, 16, 16), (4, 10, 8, 8)]
-    assert batch["geometry"].shape == (4, 8)
+    assert [tuple(p.shape) for p in batch["foundation"]] == [(4, 6, 16, 16), (4, 10, 8, 8)]
+    assert batch["geometry"].shape == (4, 8) and "mask" in batch and torch.equal(batch["mask"], batch["target"])
+    assert not _fdep("acm", cache="off").data_requests().features
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from irfoundry.bench.reference.perturb import perturbed_prediction  # noqa: E402
 from irfoundry.metrics import (
     HIoU,
     IoU,
@@ -23,9 +23,6 @@ from irfoundry.metrics import (
     evaluate_images,
     summarize,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synth_preds import perturbed_prediction  # noqa: E402
 
 THRESHOLDS = [0.1, 0.3, 0.5, 0.7, 0.9]
 

@@ -1,4 +1,4 @@
-"""Exact parity of the one-pass engine with the naive per-threshold reference (naive_irstd_metrics.py).
+"""Exact parity of the one-pass engine with the naive per-threshold reference (irfoundry.bench.reference.naive_metrics).
 
 Integer counts (TP/FP/FN/TN pixels, hits, GT and predicted components, false-alarm pixels) must be
 equal; float sums (per-image IoU, matched-pair IoU) equal to rounding. Real masks come from
@@ -7,18 +7,20 @@ equal; float sums (per-image IoU, matched-pair IoU) equal to rounding. Real mask
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from irfoundry.bench.reference.naive_metrics import naive_evaluate, naive_hse
+from irfoundry.bench.reference.perturb import (
+    load_masks,
+    perturbed_prediction,
+    random_blobs,
+)
+from irfoundry.metrics import MetricSettings, evaluate_images, hse, summarize
 
-from naive_irstd_metrics import naive_evaluate, naive_hse  # noqa: E402
-from synth_preds import DATA_ROOT, load_masks, perturbed_prediction, random_blobs  # noqa: E402
-
-from irfoundry.metrics import MetricSettings, evaluate_images, hse, summarize  # noqa: E402
+DATA_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 INT_KEYS = ("tp", "fp", "fn", "tn", "hits", "n_pred", "fa_pixels")
 

@@ -1,24 +1,26 @@
 """match_targets: per-component view that must agree with the metric core's counters.
 
-Parity: on perturbed predictions (synth_preds.py), ``hits`` and ``fa_pixels`` equal ``image_counts`` at
+Parity: on perturbed predictions (irfoundry.bench.reference.perturb), ``hits`` and ``fa_pixels`` equal ``image_counts`` at
 that threshold (single-threshold path and one-pass sweep) for every matching rule, 4/8-connectivity and
 both false-alarm rules. Component geometry is checked against scikit-image's ``regionprops``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from irfoundry.bench.reference.perturb import (
+    load_masks,
+    perturbed_prediction,
+    random_blobs,
+)
+from irfoundry.errors import ConfigError, DataError
+from irfoundry.metrics import MetricSettings, TargetMatch, image_counts, match_targets
 
-from synth_preds import DATA_ROOT, load_masks, perturbed_prediction, random_blobs  # noqa: E402
-
-from irfoundry.errors import ConfigError, DataError  # noqa: E402
-from irfoundry.metrics import MetricSettings, TargetMatch, image_counts, match_targets  # noqa: E402
+DATA_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 SWEEP = np.round(np.arange(1, 20) * 0.05, 2)
 

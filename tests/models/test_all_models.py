@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from irfoundry.errors import ModelError
-from irfoundry.models import HostNet, create_model, init_output_prior, list_models, model_entry
+from irfoundry.models import HostNet, create_model, init_output_probability, list_models, model_entry
 from irfoundry.models.base import count_params
 
 ALL = list_models()
@@ -115,7 +115,7 @@ def _start_logits(name: str, x: torch.Tensor, prior: float | None, weight_std: f
     torch.manual_seed(0)
     host = create_model(name)
     if prior is not None:
-        init_output_prior(host, prior, weight_std)
+        init_output_probability(host, prior, weight_std)
     host.train()  # batch statistics, as at the first training step
     with torch.no_grad():
         out = host(x)
@@ -124,7 +124,7 @@ def _start_logits(name: str, x: torch.Tensor, prior: float | None, weight_std: f
 
 @pytest.mark.parametrize("name", ALL)
 def test_output_prior_starts_every_output_at_the_prior(name):
-    """``init_output_prior(p)`` (RetinaNet: prior bias, logit weights ~ N(0, 0.01)): every output, main and
+    """``init_output_probability(p)`` (RetinaNet: prior bias, logit weights ~ N(0, 0.01)): every output, main and
     deep-supervision, starts with its median within a factor 2 of ``p`` and 90 % of its pixels within a
     factor 4: a 3x3 logit conv over hundreds of ReLU channels turns N(0, 0.01) weights into a logit offset
     and spread of ~0.5, as in RetinaNet's own head (UIU-Net's side4: 256 channels)."""
@@ -158,7 +158,7 @@ def test_output_prior_redraws_logit_weights_and_keeps_fusion_weights():
     torch.manual_seed(0)
     host = create_model("mshnet")
     fusion_before = host.final.weight.clone()
-    init_output_prior(host, 0.01)
+    init_output_probability(host, 0.01)
     for name in host.logit_layers:
         w = host.get_submodule(name).weight
         assert w.abs().max() < 0.06 and 0.005 < w.std() < 0.02, name
@@ -166,20 +166,20 @@ def test_output_prior_redraws_logit_weights_and_keeps_fusion_weights():
     b = math.log(0.01 / 0.99)
     assert host.final.bias.item() == pytest.approx(b * (1 - fusion_before.sum().item()), rel=1e-5)
     with pytest.raises(ModelError, match="weight_std"):
-        init_output_prior(host, 0.01, -1.0)
+        init_output_probability(host, 0.01, -1.0)
 
 
 def test_output_prior_follows_dnanet_without_deep_supervision():
     host = create_model("dnanet", deep_supervision=False)
     assert host.logit_layers == ("final",)
-    init_output_prior(host, 0.2)
+    init_output_probability(host, 0.2)
     assert torch.allclose(host.final.bias, torch.full_like(host.final.bias, math.log(0.2 / 0.8)))
 
 
 @pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5])
 def test_output_prior_refuses_a_non_probability(bad):
-    with pytest.raises(ModelError, match="prior_prob"):
-        init_output_prior(create_model("unet_tiny"), bad)
+    with pytest.raises(ModelError, match="prob must be"):
+        init_output_probability(create_model("unet_tiny"), bad)
 
 
 def test_output_prior_refuses_a_host_without_logit_layers():
@@ -187,4 +187,4 @@ def test_output_prior_refuses_a_host_without_logit_layers():
         pass
 
     with pytest.raises(ModelError, match="logit_layers"):
-        init_output_prior(Bare(), 0.01)
+        init_output_probability(Bare(), 0.01)

@@ -1,5 +1,6 @@
-"""Datasets: image/mask reading, layout detection, a torch Dataset, transforms, point labels,
-a synthetic generator and a dataset checker.
+"""Datasets: image/mask reading, layout detection, a torch Dataset with label sources (masks, points,
+per-image stores), per-image stores, one collate, transforms, point labels, a synthetic generator and a
+dataset checker.
 
 Quick tour::
 
@@ -12,6 +13,7 @@ Quick tour::
 """
 
 from irfoundry.data.check import CheckReport, Problem, check_dataset
+from irfoundry.data.collate import collate
 from irfoundry.data.dataset import (
     IRSTDDataset,
     compute_norm_stats,
@@ -21,8 +23,11 @@ from irfoundry.data.dataset import (
     train_val_samples,
 )
 from irfoundry.data.io import IMAGE_EXTENSIONS, DataWarning, WarnOnce, binarise, read_image, read_mask
+from irfoundry.data.labels import LabelSource, MaskLabels, PointLabels, StoreLabels
 from irfoundry.data.layouts import DatasetSpec, Layout, Sample, detect_layout, read_split_file
+from irfoundry.data.point_files import read_points, write_points
 from irfoundry.data.points import centroid_points, label_components, points_to_mask
+from irfoundry.data.store import PerImageStore
 from irfoundry.data.synth import synth_sample, write_synthetic_dataset
 from irfoundry.data.transforms import (
     IntensityJitter,
@@ -40,14 +45,20 @@ __all__ = [
     "DatasetSpec",
     "IRSTDDataset",
     "IntensityJitter",
+    "LabelSource",
     "Layout",
+    "MaskLabels",
+    "PerImageStore",
+    "PointLabels",
     "Problem",
     "Sample",
+    "StoreLabels",
     "TrainTransform",
     "WarnOnce",
     "binarise",
     "centroid_points",
     "check_dataset",
+    "collate",
     "compute_norm_stats",
     "crop_to",
     "detect_layout",
@@ -59,10 +70,12 @@ __all__ = [
     "random_flip_rot",
     "read_image",
     "read_mask",
+    "read_points",
     "read_split_file",
     "save_norm_stats",
     "split_train_val",
     "synth_sample",
     "train_val_samples",
+    "write_points",
     "write_synthetic_dataset",
 ]

@@ -20,32 +20,40 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from irfoundry.data.io import WarnOnce, read_image, read_mask
+from irfoundry.data.io import read_image
+from irfoundry.data.labels import LabelSource, MaskLabels, attributes_of
 from irfoundry.data.layouts import DatasetSpec, Sample
+from irfoundry.data.transforms import CropGeometry
 from irfoundry.errors import DataError
 
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], "tuple[np.ndarray, np.ndarray]"]
-"""``transform(image float32 HxW, mask bool HxW, rng) -> (image, mask)`` (see ``data.transforms``)."""
+"""``transform(image float32 HxW, target float32 HxW, rng) -> (image, target)`` (see ``data.transforms``)."""
 
 NORM_STATS_VERSION = 1
 
 
 class IRSTDDataset(Dataset):
-    """Images and masks of a list of samples as tensors.
+    """Images and their targets of a list of samples as tensors.
 
     Each item is a dict::
 
-        {"image": float32 1 x H x W (normalised: (x - mean) / std, x in [0, 1]),
-         "mask":  float32 1 x H x W with values {0, 1},
+        {"image":  float32 1 x H x W (normalised: (x - mean) / std, x in [0, 1]),
+         "target": float32 1 x H x W in [0, 1]: what the run trains on (``labels``; binary masks stay 0 / 1),
          "id": str, "size": (H0, W0) size of the file before the transform, "index": int}
 
-    plus ``"geometry"``: int64 tensor ``(8,)`` (``CropGeometry.to_tensor()``: crop box in original pixels,
-    flips, quarter turns, transpose) when the transform has a ``with_geometry`` method
-    (:class:`~irfoundry.data.transforms.TrainTransform` does).
+    plus ``"mask"`` (the same tensor as ``target``) when the label source is the ground truth
+    (:class:`~irfoundry.data.labels.MaskLabels`, the default), so that metrics never read a pseudo-label
+    as ground truth and a point-supervised item carries no ground truth;
+    ``"geometry"``: int64 tensor ``(8,)`` (``CropGeometry.to_tensor()``: crop box in original pixels, flips,
+    quarter turns, transpose) when the transform has a ``with_geometry`` method
+    (:class:`~irfoundry.data.transforms.TrainTransform` does), or the identity geometry of the whole image
+    when there are ``crop_stores`` and no transform;
+    one entry per ``crop_stores`` name: that store's maps under the item's crop (a list over levels);
+    one entry per ``attributes`` name: that table's value for the item's id (e.g. a cluster id).
 
     Args:
         samples: resolved samples (``DatasetSpec.resolve()``), or a spec / spec string to resolve.
-        transform: paired transform ``(image, mask, rng) -> (image, mask)`` applied before normalisation,
+        transform: paired transform ``(image, target, rng) -> (image, target)`` applied before normalisation,
             or ``None`` (evaluation: native size, no padding; see ``transforms.pad_to_multiple``).
         norm: ``{"mean": float, "std": float}`` (from :func:`compute_norm_stats`), or ``None`` for no
             normalisation.
@@ -54,6 +62,10 @@ class IRSTDDataset(Dataset):
             worker count (call :meth:`set_epoch`; with ``persistent_workers`` the workers keep their epoch).
         split: name of the split the samples come from (informational; :func:`compute_norm_stats` refuses
             test splits).
+        labels: the label source (:mod:`irfoundry.data.labels`); default: the ground-truth masks.
+        attributes: per-image attribute tables ``{name: {id: value}}``; every id must be present.
+        crop_stores: per-image stores served per crop (:class:`~irfoundry.data.store.PerImageStore`, or a
+            :class:`~irfoundry.foundation.cache.FeatureCache`): ``{name: store}``.
 
     Works with multi-process ``DataLoader`` workers (the object is picklable; files are opened per item).
     The non-binary-mask warning is emitted once per dataset object (once per worker with workers).
@@ -67,11 +79,14 @@ class IRSTDDataset(Dataset):
         norm: Mapping[str, float] | None = None,
         seed: int | None = None,
         split: str | None = None,
+        labels: LabelSource | None = None,
+        attributes: Mapping[str, Mapping[str, object]] | None = None,
+        crop_stores: Mapping[str, object] | None = None,
     ) -> None:
         if isinstance(samples, (str, DatasetSpec)):
             spec = DatasetSpec.parse(samples)
             split = split if split is not None else spec.split
-            samples = spec.resolve()
+            samples = spec.resolve(require_masks=labels is None or labels.ground_truth)
         self.samples = list(samples)
         if not self.samples:
             raise DataError("IRSTDDataset got no samples; check the split (it resolved to an empty list).")
@@ -79,8 +94,11 @@ class IRSTDDataset(Dataset):
         self.norm = _check_norm(norm) if norm is not None else None
         self.seed = seed
         self.split = split
+        self.labels: LabelSource = labels if labels is not None else MaskLabels()
+        self.attributes = {k: dict(v) for k, v in (attributes or {}).items()}
+        attributes_of(self.samples, self.attributes)
+        self.crop_stores = dict(crop_stores or {})
         self.epoch = 0
-        self._warn = WarnOnce()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -96,36 +114,42 @@ class IRSTDDataset(Dataset):
         return np.random.default_rng([int(self.seed), self.epoch, int(index)])
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ``(image float32 HxW in [0, 1], mask bool HxW)`` of item ``index`` (no transform)."""
+        """Raw ``(image float32 HxW in [0, 1], target float32 HxW in [0, 1])`` of item ``index`` (no transform)."""
         s = self.samples[index]
         image = read_image(s.image)
-        if s.mask is None:
-            raise DataError(f"sample {s.id!r} ({s.image}) has no mask; IRSTDDataset needs labelled samples.")
-        mask = read_mask(s.mask, image_shape=image.shape, warn=self._warn)
-        return image, mask
+        return image, self.labels.load(s, image.shape)
 
     def __getitem__(self, index: int) -> dict:
-        image, mask = self.load(index)
+        image, target = self.load(index)
         size = tuple(image.shape)
         geometry = None
         if self.transform is not None:
             with_geometry = getattr(self.transform, "with_geometry", None)
             if with_geometry is not None:
-                image, mask, geometry = with_geometry(image, mask, self.rng(index))
+                image, target, geometry = with_geometry(image, target, self.rng(index))
             else:
-                image, mask = self.transform(image, mask, self.rng(index))
+                image, target = self.transform(image, target, self.rng(index))
+        elif self.crop_stores:
+            geometry = CropGeometry(0, 0, size[0], size[1])
         image = np.ascontiguousarray(image, dtype=np.float32)
         if self.norm is not None:
             image = (image - np.float32(self.norm["mean"])) / np.float32(self.norm["std"])
+        sample_id = self.samples[index].id
         item = {
             "image": torch.from_numpy(image)[None],
-            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None],
-            "id": self.samples[index].id,
+            "target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))[None],
+            "id": sample_id,
             "size": size,
             "index": int(index),
         }
+        if self.labels.ground_truth:
+            item["mask"] = item["target"]
         if geometry is not None:
             item["geometry"] = geometry.to_tensor()
+            for name, store in self.crop_stores.items():
+                item[name] = store.lookup(sample_id, geometry)
+        for name, table in self.attributes.items():
+            item[name] = table[sample_id]
         return item
 
 
@@ -159,7 +183,8 @@ def split_train_val(ids: Sequence[str], val_fraction: float, seed: int) -> tuple
 
 
 def train_val_samples(
-    spec: DatasetSpec | str, *, val_fraction: float = 0.1, seed: int = 0, val_split: str = "val"
+    spec: DatasetSpec | str, *, val_fraction: float = 0.1, seed: int = 0, val_split: str = "val",
+    require_masks: bool = True,
 ) -> tuple[list[Sample], list[Sample], str]:
     """Training and validation samples for a training split, never touching the test split.
 
@@ -173,6 +198,8 @@ def train_val_samples(
     * ``"none"``: no validation; every training image is used for training (the BasicIRSTD protocol,
       which trains on all of e.g. NUAA 213 and reports the last epoch).
 
+    ``require_masks=False`` (training on point labels) accepts images without a mask file (``mask=None``).
+
     Returns:
         ``(train, val, source)`` where ``source`` says where val came from (``"split <file>"`` or
         ``"carved <fraction> seed <seed>"``).
@@ -184,7 +211,7 @@ def train_val_samples(
     spec = DatasetSpec.parse(spec)
     if spec.split is None:
         raise DataError(f"dataset spec {spec} names no training split; write PATH:train (or PATH:/path/train.txt).")
-    train = spec.resolve()
+    train = spec.resolve(require_masks=require_masks)
     if val_split.lower() == "none":
         return train, [], "none"
     layout = spec.layout()
@@ -198,7 +225,7 @@ def train_val_samples(
         if val_file is not None and val_file != train_file and val_file.parent == train_file.parent:
             val_spec = DatasetSpec(spec.root, group + val_split)
     if val_spec is not None:
-        val = val_spec.resolve()
+        val = val_spec.resolve(require_masks=require_masks)
         overlap = {s.id for s in train} & {s.id for s in val}
         if overlap:
             raise DataError(

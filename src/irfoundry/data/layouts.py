@@ -143,7 +143,7 @@ def _add_group_splits(splits: dict[str, Path], groups: list[Path], preferred: st
 LOOKED_FOR = (
     "images/ + masks/ with idx_*/*.txt (SIRST v1), with <a>_<b>/*.txt such as 50_50/ (DNANet, NUDT-SIRST), "
     "with img_idx/*.txt (BasicIRSTD), with splits/*.txt (SIRST v2), or alone (plain folder, split files by "
-    "path); mixed/ + annotations/masks/ + splits/ (SIRST v2)"
+    "path); mixed/ + annotations/masks/ + splits/ (SIRST v2); images/ alone (point labels, split dirs of .txt)"
 )
 
 
@@ -184,6 +184,10 @@ def detect_layout(root: str | Path) -> Layout:
     if mixed.is_dir() and ann.is_dir():
         layout = Layout("sirst_v2", root, mixed, ann)
         layout.splits.update({f.stem: f for f in _txt_files(root / "splits")})
+        return layout
+    if images.is_dir():  # images without masks: trains on point labels (data.labels: points), never evaluates
+        layout = Layout("folder", root, images, masks)
+        _add_group_splits(layout.splits, [d for d in root.iterdir() if d.is_dir() and _txt_files(d)], "idx_427")
         return layout
     present = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]
     raise DataError(

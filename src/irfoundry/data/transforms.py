@@ -2,8 +2,11 @@
 
 Training: :class:`TrainTransform` = random crop (padding small images) -> flips / rot90 / transpose ->
 intensity jitter (image only). Every random choice comes from the ``numpy.random.Generator`` passed in,
-so a seeded generator reproduces the exact crop. Arrays are ``image float32 H x W in [0, 1]`` and
-``mask bool H x W``.
+so a seeded generator reproduces the exact crop. Arrays are ``image float32 H x W in [0, 1]`` and the
+target ``H x W``: a bool mask, or a float map in [0, 1] (soft pseudo-labels, point labels), whose dtype the
+transforms keep (a binary float map stays exactly binary: crops, flips and zero / reflect padding only move
+values). Crops forced onto targets pick a component of ``target > 0.5`` (of the mask itself when it is
+bool): the label the run trains on, never hidden ground truth.
 
 Geometry: ``TrainTransform.with_geometry`` also returns a :class:`CropGeometry` (crop box in the original
 image's pixel coordinates, flips, quarter turns, transpose), which ``IRSTDDataset`` puts in each training
@@ -35,6 +38,11 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 def _check_pair(image: np.ndarray, mask: np.ndarray) -> None:
     if image.ndim != 2 or image.shape != mask.shape:
         raise ValueError(f"image {image.shape} and mask {mask.shape} must both be H x W of the same size")
+
+
+def target_pixels(target: np.ndarray) -> np.ndarray:
+    """The pixels a target-forced crop may aim at: the mask itself, or ``target > 0.5`` for float maps."""
+    return target if target.dtype == bool else target > 0.5
 
 
 def pad_pair(
@@ -137,9 +145,10 @@ def _random_crop(
     if snap == 1:
         image, mask, (pad_top, pad_left) = _pad_pair(image, mask, (ch, cw), rng, mode=pad_mode)
         h, w = image.shape
-        force = target_prob > 0 and rng.random() < target_prob and mask.any()
+        anchor = target_pixels(mask)
+        force = target_prob > 0 and rng.random() < target_prob and anchor.any()
         if force:
-            labels, n = ndimage.label(mask, structure=_EIGHT)
+            labels, n = ndimage.label(anchor, structure=_EIGHT)
             comp = int(rng.integers(1, n + 1))
             ys, xs = np.nonzero(labels == comp)
             k = int(rng.integers(0, ys.size))
@@ -154,9 +163,10 @@ def _random_crop(
         raise ConfigError(f"pad mode {pad_mode!r} is not one of {PAD_MODES}.")
     h, w = image.shape
     (ylo, yhi), (xlo, xhi) = snapped_origins(h, ch, snap), snapped_origins(w, cw, snap)
-    force = target_prob > 0 and rng.random() < target_prob and mask.any()
+    anchor = target_pixels(mask)
+    force = target_prob > 0 and rng.random() < target_prob and anchor.any()
     if force:
-        labels, n = ndimage.label(mask, structure=_EIGHT)
+        labels, n = ndimage.label(anchor, structure=_EIGHT)
         comp = int(rng.integers(1, n + 1))
         ys, xs = np.nonzero(labels == comp)
         k = int(rng.integers(0, ys.size))
@@ -314,14 +324,14 @@ class IntensityJitter:
 class TrainTransform:
     """The default training transform: crop -> flips/rotations -> intensity jitter.
 
-    Call ``t(image, mask, rng) -> (image, mask)`` with ``image float32 H x W``, ``mask bool H x W``;
-    the output is ``crop_size x crop_size``. ``t.with_geometry(image, mask, rng)`` returns the same pair
+    Call ``t(image, target, rng) -> (image, target)`` with ``image float32 H x W`` and ``target H x W`` (bool
+    mask or float map in [0, 1], dtype kept); the output is ``crop_size x crop_size``. ``t.with_geometry(image, mask, rng)`` returns the same pair
     plus the :class:`CropGeometry` it applied.
 
     Attributes:
         crop_size: side of the square crop (256 in BasicIRSTD / DNANet protocols).
         pad_mode: ``"zero"`` or ``"reflect"`` for images smaller than the crop.
-        target_prob: probability of a crop forced to contain a target.
+        target_prob: probability of a crop forced to contain a target (a pixel of ``target > 0.5``).
         hflip, vflip, transpose: probabilities; ``rot90`` enables random quarter turns.
         jitter: :class:`IntensityJitter` or ``None``.
         snap: crop origins in the original image are multiples of ``snap`` (use the feature stride of a
@@ -372,7 +382,7 @@ class TrainTransform:
         if self.jitter is not None:
             image = self.jitter(image, rng)
         geometry = CropGeometry(top, left, self.crop_size, self.crop_size, *ops)
-        return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask, dtype=bool), geometry
+        return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask), geometry
 
 
 def pad_to_multiple(x, multiple: int = 32, *, mode: str = "zero", value: float = 0.0):

@@ -8,23 +8,29 @@ A run is described by five sections (YAML, all optional but ``data``)::
     optim:   {optimizer: adam, lr: 5e-4, weight_decay: 0, scheduler: none, ...}
     trainer: {max_epochs: 400, batch_size: 16, accelerator: auto, devices: 1, strategy: auto, ...}
 
-``load_config(path, overrides)`` merges defaults <- YAML <- ``--set section.key=value`` overrides
-(values parsed as YAML scalars), rejects unknown keys (naming the key and the allowed ones) and
-returns a :class:`RunConfig`. ``RunConfig.to_dict()`` is what gets written into the run folder.
+``load_config(source, overrides)`` merges defaults <- the config (a YAML file, which may compose groups
+with ``defaults: [protocol/cpu, data/sirst427, ...]``, or a named run such as ``fdep/acm_sirst427``; see
+:mod:`irfoundry.engine.compose`) <- ``--set section.key=value`` overrides (values parsed as YAML scalars),
+rejects unknown keys (naming the key and the allowed ones), checks every value by type and range
+(``method.options`` by the method's own options dataclass) and returns a :class:`RunConfig`.
+``RunConfig.to_dict()`` is what gets written into the run folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import yaml
 
 from irfoundry.errors import ConfigError
+from irfoundry.options import choice_error, parse_dataclass
+from irfoundry.optim import OptimConfig
+
+__all__ = ["DataConfig", "MethodConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainerConfig", "from_dict",
+           "load_config", "merge_overrides", "parse_override", "read_yaml"]
 
 
 @dataclass
@@ -38,59 +44,84 @@ class DataConfig:
     val_split: str | None = None
     test_split: str = "test"
     val_fraction: float = 0.2
+    #: what the run trains on: ``mask`` (the ground-truth masks) or ``points`` (one click per target from
+    #: ``data.points``; the clicked pixels are the initial target, masks are not read for training)
+    labels: Literal["mask", "points"] = "mask"
+    #: point labels (CSV or JSON of image id, x, y; :mod:`irfoundry.data.point_files`) for ``labels: points``
+    points: str | None = None
     crop_size: int = 256
     target_crop_prob: float = 0.5
     flip: bool = True
     rot90: bool = True
     #: random gain / bias / gamma / noise on the image (irfoundry.data.transforms.IntensityJitter)
     intensity_jitter: bool = False
-    #: padding of images smaller than the crop: zero | reflect
-    pad_mode: str = "zero"
+    #: padding of images smaller than the crop
+    pad_mode: Literal["zero", "reflect"] = "zero"
     num_workers: int = 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.crop_size <= 0:
+            raise ConfigError(f"data.crop_size must be a positive number, got {self.crop_size!r}")
+        if not 0.0 <= self.target_crop_prob <= 1.0:
+            raise ConfigError(f"data.target_crop_prob must be a probability in [0, 1], got {self.target_crop_prob!r}")
+        if self.labels == "points" and not self.points:
+            raise ConfigError("data.labels = 'points' needs data.points: the file of clicks (image id, x, y); "
+                              "make one with 'irfoundry data points DATASET --out FILE'")
+        if self.labels == "mask" and self.points:
+            raise ConfigError(f"data.points = {self.points!r} is given but data.labels = 'mask'; set data.labels: "
+                              "points to train on the clicks, or remove data.points")
 
 
 @dataclass
 class ModelConfig:
+    RENAMED: ClassVar[dict[str, str]] = {"prior_prob": "init_prob", "prior_weight_std": "init_weight_std"}
+
     name: str = "unet_tiny"
     in_chans: int = 1
     kwargs: dict = field(default_factory=dict)
-    #: start every output at this probability (RetinaNet prior init, :func:`irfoundry.models.init_output_prior`);
-    #: ``None`` keeps the host's own initialisation, as its published recipe does
-    prior_prob: float | None = None
-    #: with ``prior_prob``: std of the redrawn logit-layer weights (RetinaNet: 0.01); ``None`` keeps the host's
-    prior_weight_std: float | None = 0.01
+    #: start every output at this probability (RetinaNet's output initialisation,
+    #: :func:`irfoundry.models.init_output_probability`); ``None`` keeps the host's own initialisation, as its
+    #: published recipe does
+    init_prob: float | None = None
+    #: with ``init_prob``: std of the redrawn logit-layer weights (RetinaNet: 0.01); ``None`` keeps the host's
+    init_weight_std: float | None = 0.01
+
+    def __post_init__(self) -> None:
+        if self.init_prob is not None and not 0.0 < self.init_prob < 1.0:
+            raise ConfigError(f"model.init_prob must be null or a probability in (0, 1), got {self.init_prob!r}")
+        if self.init_weight_std is not None and self.init_weight_std < 0:
+            raise ConfigError(f"model.init_weight_std must be null or a number >= 0, got {self.init_weight_std!r}")
 
 
 @dataclass
 class MethodConfig:
-    """How a batch becomes a loss (see :mod:`irfoundry.methods`)."""
+    """How a batch becomes a loss (see :mod:`irfoundry.methods`). ``options`` is the method's own typed options
+    dataclass (``Method.Options``), parsed from ``method.options`` when the config is loaded."""
 
     name: str = "supervised"
     loss: str = "softiou"
     #: weight of auxiliary deep-supervision outputs relative to the main output
     aux_weight: float = 1.0
-    options: dict = field(default_factory=dict)
+    options: Any = None
 
+    def __post_init__(self) -> None:
+        from irfoundry.losses import LOSSES
+        from irfoundry.methods.base import method_class
 
-@dataclass
-class OptimConfig:
-    optimizer: str = "adam"
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    scheduler: str = "none"
-    #: multistep milestones (epochs) / step size (epochs)
-    milestones: list = field(default_factory=list)
-    step_size: int = 30
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    min_lr: float = 0.0
+        if self.loss.lower() not in LOSSES:
+            raise choice_error("method.loss", self.loss, list(LOSSES))
+        cls = method_class(self.name)
+        self.options = parse_dataclass(cls.Options, self.options, "method.options")
 
 
 @dataclass
 class TrainerConfig:
     max_epochs: int = 400
+    #: stop after this many optimiser steps (``null``: only ``max_epochs`` counts)
+    max_steps: int | None = None
     batch_size: int = 16
     eval_batch_size: int = 1
     val_every: int = 1
@@ -101,7 +132,7 @@ class TrainerConfig:
     precision: str = "auto"
     #: metric for the ``best`` checkpoint, on the validation split, and its direction
     monitor: str = "val/iou"
-    monitor_mode: str = "max"
+    monitor_mode: Literal["max", "min"] = "max"
     out_dir: str = "runs"
     run_name: str = ""
     seed: int = 0
@@ -109,7 +140,17 @@ class TrainerConfig:
     progress_bar: bool = True
     log_every_n_steps: int = 10
     limit_train_batches: Any = None
+    #: clip the gradient norm to this value (also under a method's manual optimisation); ``null``: no clipping
     gradient_clip_val: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("max_epochs", "batch_size", "eval_batch_size", "val_every"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"trainer.{key} must be a positive number, got {getattr(self, key)!r}")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise ConfigError(f"trainer.max_steps must be null or a positive number, got {self.max_steps!r}")
+        if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
+            raise ConfigError(f"trainer.gradient_clip_val must be null or > 0, got {self.gradient_clip_val!r}")
 
 
 @dataclass
@@ -127,56 +168,9 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-#: allowed values of enumerated keys, checked by :func:`validate`
-CHOICES: dict[str, tuple[str, ...]] = {
-    "data.pad_mode": ("zero", "reflect"),
-    "method.loss": ("softiou", "bce", "dice", "focal", "ohem_bce", "softiou+bce"),
-    "optim.optimizer": ("adam", "adamw", "sgd"),
-    "optim.scheduler": ("none", "step", "multistep", "cosine"),
-    "trainer.monitor_mode": ("max", "min"),
-}
-
-
-def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        k = unknown[0]
-        close = difflib.get_close_matches(k, names, n=1)
-        hint = f" Did you mean {where}.{close[0]}?" if close else ""
-        raise ConfigError(f"unknown config key {where}.{k}.{hint} Allowed keys in {where}: {', '.join(sorted(names))}")
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in values.items()})
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    """Coerce YAML scalars to the declared type (YAML 1.1 reads ``5e-4`` as a string)."""
-    allowed = typing.get_args(hint) or (hint,)
-    if value is None and type(None) in allowed:
-        return None
-    if float in allowed and isinstance(value, (str, int)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    if int in allowed and not isinstance(value, bool):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if not isinstance(value, int) and Any not in allowed:
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if bool in allowed and not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if str in allowed and not isinstance(value, str) and Any not in allowed:
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    if dict in allowed and not isinstance(value, dict):
-        raise ConfigError(f"{key} must be a mapping, got {value!r}")
-    if list in allowed and not isinstance(value, list):
-        raise ConfigError(f"{key} must be a list, got {value!r}")
-    return value
-
-
 def from_dict(raw: Mapping[str, Any] | None) -> RunConfig:
-    """Build a :class:`RunConfig` from nested mappings, rejecting unknown sections and keys."""
+    """Build a :class:`RunConfig` from nested mappings, rejecting unknown sections and keys and checking every
+    value (the method's options included) by type and range: a bad value fails here, before anything runs."""
     raw = dict(raw or {})
     sections = {f.name: f for f in dataclasses.fields(RunConfig)}
     unknown = [k for k in raw if k not in sections]
@@ -187,38 +181,8 @@ def from_dict(raw: Mapping[str, Any] | None) -> RunConfig:
         value = raw.get(name) or {}
         if not isinstance(value, Mapping):
             raise ConfigError(f"config section {name!r} must be a mapping, got {type(value).__name__}")
-        built[name] = _build(f.default_factory, value, name)  # type: ignore[arg-type]
-    cfg = RunConfig(**built)
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: RunConfig) -> None:
-    """Check enumerated keys and value ranges; raise :class:`ConfigError` naming the key."""
-    flat = cfg.to_dict()
-    for key, allowed in CHOICES.items():
-        sec, k = key.split(".")
-        v = flat[sec][k]
-        if str(v).lower() not in allowed:
-            raise ConfigError(f"{key} = {v!r} is not allowed; choose one of: {', '.join(allowed)}")
-    positive = ["data.crop_size", "trainer.max_epochs", "trainer.batch_size", "trainer.eval_batch_size",
-                "trainer.val_every", "optim.lr"]
-    for key in positive:
-        sec, k = key.split(".")
-        v = flat[sec][k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-            raise ConfigError(f"{key} must be a positive number, got {v!r}")
-    if cfg.model.prior_prob is not None and not (
-        isinstance(cfg.model.prior_prob, (int, float)) and 0.0 < cfg.model.prior_prob < 1.0
-    ):
-        raise ConfigError(f"model.prior_prob must be null or a probability in (0, 1), got {cfg.model.prior_prob!r}")
-    std = cfg.model.prior_weight_std
-    if std is not None and (not isinstance(std, (int, float)) or isinstance(std, bool) or std < 0):
-        raise ConfigError(f"model.prior_weight_std must be null or a number >= 0, got {std!r}")
-    if not 0.0 < cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction!r}")
-    if cfg.data.crop_size % 32:
-        raise ConfigError(f"data.crop_size must be a multiple of 32 (host networks need it), got {cfg.data.crop_size}")
+        built[name] = parse_dataclass(f.default_factory, value, name)  # type: ignore[arg-type]
+    return RunConfig(**built)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -263,10 +227,10 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Defaults <- YAML file (optional) <- overrides, validated."""
-    raw = read_yaml(path) if path else {}
-    try:
-        return from_dict(merge_overrides(raw, overrides))
-    except TypeError as exc:  # pragma: no cover - dataclass init errors
-        raise ConfigError(str(exc)) from exc
+def load_config(source: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Defaults <- config (a YAML file, its ``defaults`` groups expanded, or a named run such as
+    ``fdep/acm_sirst427``; :mod:`irfoundry.engine.compose`) <- ``--set`` overrides, validated."""
+    from irfoundry.engine.compose import read_config_source
+
+    raw = read_config_source(source) if source else {}
+    return from_dict(merge_overrides(raw, overrides))

@@ -1,14 +1,15 @@
 """LightningDataModule: train / val / test datasets from a :class:`DataConfig`.
 
 * train: the configured training split with paired random transforms, seeded per (seed, epoch, index)
-  so that a resumed run sees exactly the crops an uninterrupted one would;
+  so that a resumed run sees exactly the crops an uninterrupted one would; its targets come from the
+  configured label source (``data.labels``: the masks, or point labels that need no mask at all);
 * val: the dataset's own ``val`` split when it has one, else a seeded carve-out from train
-  (never the test split);
+  (never the test split), scored against its ground-truth masks;
 * test: the configured test split, full images at native resolution.
 
 Normalisation statistics come from the training images only and are stored with the run.
-Evaluation batches are padded to a multiple of 32 by :func:`pad_collate` and cropped back by the
-metric / predictor using ``batch["size"]``.
+Evaluation batches are padded by the inference path (:func:`irfoundry.engine.inference.pad_collate`,
+the model's ``input_multiple``) and cropped back by the metric / predictor using ``batch["box"]``.
 
 Multi-process (DDP) runs: the Trainer is built with ``use_distributed_sampler=False`` and the loaders
 shard themselves from ``trainer.world_size`` / ``trainer.global_rank``. Lightning's default would wrap the
@@ -18,70 +19,49 @@ of the world size, so those images would be counted twice in the summed metric c
 * training (:class:`EpochSeededSampler`): every process draws the same ``(seed, epoch)`` permutation and
   takes a disjoint strided shard of it (padded by wrap-around to equal length, as ``DistributedSampler``
   does for training);
-* validation (:class:`EvalShardSampler`): every image is *counted* exactly once over all processes;
-  shards are padded to equal length with images marked ``counted=False``, which the metric skips, so all
-  processes run the same number of validation steps.
+* validation and the full training images (:class:`EvalShardSampler`): every image is *counted* exactly
+  once over all processes; shards are padded to equal length with images marked ``counted=False``, which
+  the metric (and a label update) skips, so all processes run the same number of steps.
 
 With one process both reduce to the single-process behaviour (same order, every image counted once).
 
-Foundation feature cache: :meth:`IRSTDDataModule.use_prior_cache` (called by ``train`` for methods whose
-:meth:`~irfoundry.methods.Method.prior_cache` asks for one) builds a
-:class:`~irfoundry.foundation.cache.FeatureCache` of the training images in :meth:`setup`, i.e. once per
-process after DDP is initialised (a disk cache is then built once, in shards, by all ranks), snaps the
-training crops to its stride and attaches ``batch["prior"]`` to training batches.
+Method requests (:class:`~irfoundry.methods.context.DataRequests`): features (``request_features``) are
+built in :meth:`setup`, i.e. once per process after DDP is initialised (a disk cache is then built once, in
+shards, by all ranks); the training crops snap to their stride and training items carry them. Named
+loaders (:meth:`named_loader`): ``train_full`` (the training images whole, un-augmented, sharded like
+validation) and ``val_crops`` (augmented crops of the validation split, seeded like training).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import replace
+from functools import partial
 from typing import Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from irfoundry.data import (
     DatasetSpec,
     IntensityJitter,
     IRSTDDataset,
+    MaskLabels,
+    PointLabels,
     TrainTransform,
+    collate,
     compute_norm_stats,
     train_val_samples,
 )
 from irfoundry.engine.config import DataConfig
-from irfoundry.models.base import INPUT_MULTIPLE
+from irfoundry.engine.inference import pad_collate
+from irfoundry.errors import ConfigError, DataError
+from irfoundry.methods.context import LOADER_NAMES, FeatureRequest
+from irfoundry.models.base import DEFAULT_INPUT_MULTIPLE
 
 log = logging.getLogger(__name__)
-
-
-def pad_collate(items: Sequence[dict], multiple: int = INPUT_MULTIPLE) -> dict:
-    """Stack evaluation items of any sizes: zero-pad (bottom/right) to the largest size rounded up to
-    ``multiple``. ``size`` keeps each native ``(H, W)`` so outputs can be cropped back exactly."""
-    h = max(it["image"].shape[-2] for it in items)
-    w = max(it["image"].shape[-1] for it in items)
-    H, W = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-
-    def pad(t: torch.Tensor) -> torch.Tensor:
-        return F.pad(t, (0, W - t.shape[-1], 0, H - t.shape[-2]))
-
-    batch = {
-        "image": torch.stack([pad(it["image"]) for it in items]),
-        "mask": torch.stack([pad(it["mask"]) for it in items]),
-        "size": [tuple(it["image"].shape[-2:]) for it in items],
-        "id": [it["id"] for it in items],
-    }
-    if "counted" in items[0]:  # items from a sharded validation loader (see EvalShardSampler)
-        batch["counted"] = [bool(it["counted"]) for it in items]
-    return batch
-
-
-def train_collate(items: Sequence[dict]) -> dict:
-    return {
-        "image": torch.stack([it["image"] for it in items]),
-        "mask": torch.stack([it["mask"] for it in items]),
-        "id": [it["id"] for it in items],
-    }
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -166,17 +146,34 @@ def _check_rank(num_replicas: int, rank: int) -> None:
 
 
 class IRSTDDataModule(L.LightningDataModule):
-    def __init__(self, cfg: DataConfig, batch_size: int, eval_batch_size: int = 1, norm: dict | None = None):
+    """Datasets and loaders of one run.
+
+    Args:
+        cfg: the data section.
+        batch_size, eval_batch_size: training and evaluation batch sizes.
+        norm: saved statistics (resume, evaluation); ``None`` computes them on the training images.
+        multiple: the model's input multiple (evaluation padding).
+        padding: padding policy of the inference path.
+    """
+
+    def __init__(self, cfg: DataConfig, batch_size: int, eval_batch_size: int = 1, norm: dict | None = None,
+                 multiple: int = DEFAULT_INPUT_MULTIPLE, padding: str = "multiple"):
         super().__init__()
         self.cfg = cfg
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        self.multiple, self.padding = int(multiple), padding
+        self.labels = MaskLabels() if cfg.labels == "mask" else PointLabels(cfg.points)
         train, val, source = train_val_samples(
             DatasetSpec(cfg.root, cfg.train_split),
             val_fraction=cfg.val_fraction,
             seed=cfg.seed,
             val_split=cfg.val_split or "val",
+            require_masks=self.labels.ground_truth,
         )
+        self.labels.check(train)
+        if val:
+            self._check_val_masks(val)
         self.train_samples, self.val_samples, self.val_source = train, val, source
         #: mean / std of the TRAIN images; pass the saved ones when resuming or evaluating
         self.norm = norm if norm is not None else compute_norm_stats(train)
@@ -191,37 +188,50 @@ class IRSTDDataModule(L.LightningDataModule):
             jitter=IntensityJitter() if cfg.intensity_jitter else None,
         )
         self.train_set = IRSTDDataset(
-            train, transform=self.transform, norm=self.norm, seed=cfg.seed, split=cfg.train_split
+            train, transform=self.transform, norm=self.norm, seed=cfg.seed, split=cfg.train_split, labels=self.labels
         )
         self.val_set = IRSTDDataset(val, norm=self.norm, split="val") if val else None
-        self._prior_request: tuple | None = None
-        #: the foundation feature cache, once :meth:`setup` built it
-        self.prior_cache = None
+        self._feature_requests: list[FeatureRequest] = []
+        #: built per-crop stores (``{name: store}``), once :meth:`setup` ran
+        self.stores: dict = {}
 
-    def use_prior_cache(self, model, root: str | None = None) -> None:
-        """Serve ``model``'s features of the un-augmented training images as ``batch["prior"]``, computed
-        once in :meth:`setup` (in memory, or memory-mapped under ``root``), cut and turned per crop."""
-        self._prior_request = (model, root)
+    def _check_val_masks(self, val) -> None:
+        missing = [s.id for s in val if s.mask is None]
+        if missing:
+            raise DataError(
+                f"the validation split has {len(missing)} image(s) without a mask (e.g. {missing[:5]}); validation "
+                "scores ground-truth masks. Give a labelled val split (data.val_split) or set data.val_split: none."
+            )
+
+    def request_features(self, requests: Sequence[FeatureRequest]) -> None:
+        """Serve each request's model features of the un-augmented training images as ``batch[name]``,
+        computed once in :meth:`setup` (in memory, or memory-mapped under ``root``), cut and turned per crop."""
+        names = [r.name for r in requests]
+        reserved = {"image", "target", "mask", "id", "size", "index", "geometry", "box", "counted"}
+        if len(set(names)) != len(names) or reserved & set(names):
+            raise ConfigError(f"feature names {names} must be unique and not one of {sorted(reserved)}")
+        self._feature_requests = list(requests)
 
     def setup(self, stage: str | None = None) -> None:
-        if self._prior_request is None or self.prior_cache is not None or stage not in (None, "fit"):
+        if not self._feature_requests or self.stores or stage not in (None, "fit"):
             return
-        from dataclasses import replace
-
         from irfoundry.foundation.cache import FeatureCache
 
-        model, root = self._prior_request
-        if self.trainer is not None:  # build where training will run (Lightning moves the module later)
-            model.to(self.trainer.strategy.root_device)
-        self.prior_cache = FeatureCache(model, self.train_samples, root=root).build(progress=False)
-        log.info("foundation feature cache: %s", self.prior_cache.stats)
-        if self.cfg.crop_size % self.prior_cache.alignment:
+        for req in self._feature_requests:
+            if self.trainer is not None:  # build where training will run (Lightning moves the module later)
+                req.model.to(self.trainer.strategy.root_device)
+            cache = FeatureCache(req.model, self.train_samples, root=req.root).build(progress=False)
+            log.info("feature cache %s: %s", req.name, cache.stats)
+            self.stores[req.name] = cache
+        alignment = math.lcm(*(c.alignment for c in self.stores.values()))
+        if self.cfg.crop_size % alignment:
             log.warning(
-                "data.crop_size %d is not a multiple of the foundation stride %d: cached prior cells overhang "
-                "the crop (see irfoundry.foundation.cache)", self.cfg.crop_size, self.prior_cache.alignment,
+                "data.crop_size %d is not a multiple of the feature stride %d: cached cells overhang the crop "
+                "(see irfoundry.data.store)", self.cfg.crop_size, alignment,
             )
-        self.transform = replace(self.transform, snap=min(self.prior_cache.alignment, self.cfg.crop_size))
+        self.transform = replace(self.transform, snap=min(alignment, self.cfg.crop_size))
         self.train_set.transform = self.transform
+        self.train_set.crop_stores = dict(self.stores)
 
     def summary(self) -> dict:
         return {
@@ -230,6 +240,7 @@ class IRSTDDataModule(L.LightningDataModule):
             "n_train": len(self.train_samples),
             "n_val": len(self.val_samples),
             "val_source": self.val_source,
+            **self.labels.describe(),
             "norm": {"mean": self.norm["mean"], "std": self.norm["std"]},
         }
 
@@ -237,6 +248,10 @@ class IRSTDDataModule(L.LightningDataModule):
         """``(world_size, global_rank)`` of the attached trainer; ``(1, 0)`` when used without one."""
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    @property
+    def _pad_collate(self):
+        return partial(pad_collate, multiple=self.multiple, policy=self.padding)
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self.replicas()
@@ -246,36 +261,53 @@ class IRSTDDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.cfg.num_workers,
-            collate_fn=self._train_collate(),
+            collate_fn=collate,
             drop_last=len(sampler) > self.batch_size,
         )
-
-    def _train_collate(self):
-        if self.prior_cache is None:
-            return train_collate
-        from irfoundry.foundation.cache import PriorCollate
-
-        return PriorCollate(self.prior_cache, train_collate)
 
     @property
     def has_val(self) -> bool:
         return len(self.val_samples) > 0
 
+    def _sharded(self, dataset: IRSTDDataset | None) -> DataLoader:
+        world, rank = self.replicas()
+        return DataLoader(
+            CountedDataset(dataset),
+            batch_size=self.eval_batch_size,
+            sampler=EvalShardSampler(len(dataset) if dataset else 0, num_replicas=world, rank=rank),
+            num_workers=self.cfg.num_workers,
+            collate_fn=self._pad_collate,
+        )
+
     def val_dataloader(self) -> DataLoader:
         """Full validation images; under DDP a shard per process (:class:`EvalShardSampler`), batches
         carry ``counted`` flags."""
-        world, rank = self.replicas()
-        return DataLoader(
-            CountedDataset(self.val_set),
-            batch_size=self.eval_batch_size,
-            sampler=EvalShardSampler(len(self.val_set) if self.val_set else 0, num_replicas=world, rank=rank),
-            num_workers=self.cfg.num_workers,
-            collate_fn=pad_collate,
-        )
+        return self._sharded(self.val_set)
+
+    def named_loader(self, name: str) -> DataLoader:
+        """``train_full`` or ``val_crops`` (see the module docstring); the sampler's ``set_epoch`` selects
+        the epoch of ``val_crops`` ' seeded crops."""
+        if name == "train_full":
+            full = IRSTDDataset(self.train_samples, norm=self.norm, split=self.cfg.train_split, labels=self.labels,
+                                crop_stores=self.stores)
+            return self._sharded(full)
+        if name == "val_crops":
+            if not self.has_val:
+                raise ConfigError("the method reads validation crops (val_crops) but the run has no validation split "
+                                  "(data.val_split: none); give one")
+            crops = IRSTDDataset(self.val_samples, transform=self.transform, norm=self.norm, seed=self.cfg.seed + 1,
+                                 split="val")
+            world, rank = self.replicas()
+            sampler = EpochSeededSampler(crops, self.cfg.seed + 1, num_replicas=world, rank=rank)
+            return DataLoader(crops, batch_size=self.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
+                              collate_fn=collate, drop_last=len(sampler) > self.batch_size)
+        raise ConfigError(f"unknown loader {name!r}; the engine offers {', '.join(LOADER_NAMES)}")
 
 
-def eval_loader(spec: DatasetSpec | str, norm: dict, batch_size: int = 1, num_workers: int = 0) -> DataLoader:
-    """Full-image loader of any split for evaluation (native resolution, padded by :func:`pad_collate`)."""
+def eval_loader(spec: DatasetSpec | str, norm: dict, batch_size: int = 1, num_workers: int = 0, *,
+                multiple: int = DEFAULT_INPUT_MULTIPLE, padding: str = "multiple") -> DataLoader:
+    """Full-image loader of any split for evaluation (native resolution, padded by the inference path)."""
     spec = DatasetSpec.parse(spec)
     ds = IRSTDDataset(spec.resolve(), norm=norm, split=spec.split)
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=pad_collate)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=partial(pad_collate, multiple=multiple, policy=padding))

@@ -27,6 +27,7 @@ from PIL import Image
 from irfoundry.data import IRSTDDataset
 from irfoundry.engine.scoring import resolve_split, score_maps, write_outputs
 from irfoundry.errors import ConfigError, DataError
+from irfoundry.metrics import REPORTED
 
 PRED_EXTENSIONS = (".png", ".npy")
 #: suffix of ``irfoundry predict``'s probability maps (``ID_prob.png``)
@@ -202,6 +203,7 @@ def evaluate_maps(
     def maps(with_image: bool) -> Iterator[tuple]:
         for index, (sample_id, path) in enumerate(zip(ids, paths)):
             image, gt = dataset.load(index)
+            gt = gt > 0.5
             prob = read_prediction(path, sample_id)
             if prob.shape != gt.shape:
                 raise DataError(
@@ -215,7 +217,7 @@ def evaluate_maps(
     m = scores.metrics
     counts = {ext: sum(p.suffix.lower() == ext for p in paths) for ext in PRED_EXTENSIONS}
     result = {
-        **{k: m[k] for k in ("iou", "niou", "pd", "fa", "target_precision", "target_f1")},
+        **{k: m[k] for k in REPORTED},
         "threshold": m["threshold"],
         "dataset": str(spec.root),
         "split": spec.split,

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from irfoundry.engine.datamodule import eval_loader
-from irfoundry.engine.runs import load_checkpoint
+from irfoundry.engine.inference import Predictor, crop
 from irfoundry.engine.scoring import resolve_split, score_maps, write_outputs
 from irfoundry.errors import ConfigError
+from irfoundry.metrics import REPORTED
 
 
 class _ProbSpool:
@@ -37,15 +38,12 @@ class _ProbSpool:
         return np.load(self.folder / f"{index:07d}.npy", allow_pickle=False)
 
 
-def _checkpoint_maps(model, loader, device: str, spool: _ProbSpool | None) -> Iterator[tuple]:
+def _checkpoint_maps(predictor: Predictor, loader, spool: _ProbSpool | None) -> Iterator[tuple]:
     """``(id, prob float32 H x W, gt bool H x W)`` per image, cropped back to its native size."""
     for batch in loader:
-        logits = model(batch["image"].to(device))
-        logits = logits if isinstance(logits, torch.Tensor) else logits[0]
-        probs = torch.sigmoid(logits.detach().float().cpu())
-        for i, (h, w) in enumerate(batch["size"]):
-            prob = probs[i, 0, : int(h), : int(w)].numpy()
-            gt = batch["mask"][i, 0, : int(h), : int(w)].numpy() > 0.5
+        for i, prob in enumerate(predictor.batch_probabilities(batch)):
+            prob = prob.numpy()
+            gt = crop(batch["mask"][i, 0], batch["box"][i]).numpy() > 0.5
             if spool is not None:
                 spool.put(prob)
             yield batch["id"][i], prob, gt
@@ -56,7 +54,7 @@ def _report_records(dataset, ids: Sequence[str], spool: _ProbSpool) -> Iterator:
 
     for index, sample_id in enumerate(ids):
         image, mask = dataset.load(index)  # raw image in [0, 1], not normalised
-        yield ImageRecord(id=sample_id, image=image, gt=mask, prob=spool.get(index))
+        yield ImageRecord(id=sample_id, image=image, gt=mask > 0.5, prob=spool.get(index))
 
 
 @torch.no_grad()
@@ -73,7 +71,8 @@ def evaluate(
 ) -> dict:
     """Score ``checkpoint`` (file or run folder) on ``data`` (``PATH`` or ``PATH:SPLIT``).
 
-    Images are padded to a multiple of 32 and the output is cropped back: never resized.
+    Images go through the inference path (:mod:`irfoundry.engine.inference`): padded to the model's input
+    multiple and cropped back, never resized.
 
     Args:
         checkpoint: ``.safetensors`` file or run folder (best, else last).
@@ -98,19 +97,20 @@ def evaluate(
     spec = resolve_split(data, split)
     if report and out is None:
         raise ConfigError("--report writes OUT/report.html; give an output folder with --out")
-    model, meta = load_checkpoint(checkpoint)
-    model = model.to(device).eval()
-    loader = eval_loader(spec, meta["norm"], batch_size=batch_size)
+    predictor, meta = Predictor.from_checkpoint(checkpoint, device=device)
+    loader = eval_loader(spec, meta["norm"], batch_size=batch_size, multiple=predictor.multiple,
+                         padding=predictor.padding)
     t0 = time.perf_counter()
     spool_dir = tempfile.TemporaryDirectory(dir=_mkdir(out), prefix=".prob-spool-") if report else nullcontext()
     with spool_dir as tmp:
         spool = _ProbSpool(Path(tmp)) if report else None
-        scores = score_maps(_checkpoint_maps(model, loader, device, spool), threshold=threshold,
+        scores = score_maps(_checkpoint_maps(predictor, loader, spool), threshold=threshold,
                             thresholds=thresholds)
         m = scores.metrics
         result = {
-            **{k: m[k] for k in ("iou", "niou", "pd", "fa", "target_precision", "target_f1")},
+            **{k: m[k] for k in REPORTED},
             "threshold": m["threshold"],
+            "padding": predictor.padding,
             "dataset": str(spec.root),
             "split": spec.split,
             "n_images": m["n_images"],

@@ -1,8 +1,14 @@
 """LightningModule wrapping a :class:`~irfoundry.methods.Method`.
 
-The module owns what every method shares: optimiser and schedule, the NaN guard, validation on padded
-full images cropped back to native size, and metric logging. The method owns the loss and the export;
-it is told the epoch through :meth:`~irfoundry.methods.Method.on_train_epoch_start`.
+The module owns what every method shares: turning the method's optimisers into Lightning's, the NaN
+guard, the epoch timer, validation of every branch through the inference path at native resolution,
+metric logging, and the method's resume state. The method owns its training step (automatic or manual
+optimisation), its optimisers and schedules, and the export; every method hook receives the
+:class:`~irfoundry.engine.context.LightningStepContext`.
+
+Schedules: Lightning steps the scheduler of an automatically optimised method at its interval. Under
+manual optimisation the engine does it for the method: ``interval: step`` schedulers after every training
+batch, ``interval: epoch`` ones after every epoch, so a method only steps its optimisers.
 
 Under DDP each process validates its shard of the validation split (see
 :mod:`irfoundry.engine.datamodule`); the metric state is summed counters that torchmetrics gathers from
@@ -12,45 +18,69 @@ choice, are the global ones and identical on every process.
 
 from __future__ import annotations
 
-import math
 import time
+from pathlib import Path
+from typing import Mapping
 
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
-from irfoundry.engine.config import OptimConfig
+from irfoundry.engine.context import LightningStepContext, TrainingDiverged
+from irfoundry.engine.inference import crop, probabilities
 from irfoundry.engine.metrics import build_eval_metrics
-from irfoundry.errors import IRFoundryError
+from irfoundry.errors import ConfigError
 from irfoundry.methods.base import Method
+from irfoundry.methods.context import LOADER_NAMES
+from irfoundry.optim import OptimConfig, ScheduleLength
 
+__all__ = ["IRSTDModule", "TrainingDiverged"]
 
-class TrainingDiverged(IRFoundryError):
-    """The loss became NaN or infinite; the message names the step and the batch's image ids."""
+#: key of the method's own resume state inside Lightning's checkpoint
+METHOD_STATE = "irfoundry_method_state"
 
 
 class IRSTDModule(L.LightningModule):
     """Train ``method`` with ``optim``; validate every branch of ``method.eval_branches()``.
 
-    Batches are dicts from :class:`irfoundry.data.IRSTDDataset` (training) and
-    :func:`irfoundry.engine.datamodule.pad_collate` (evaluation: ``image`` padded to a multiple of 32,
-    ``size`` the native sizes to crop back to).
+    Args:
+        method: the method (its ``automatic_optimization`` decides who steps the optimisers).
+        optim: the optim section, passed to ``method.configure_optimizers``.
+        threshold: validation threshold.
+        gradient_clip_val: the norm ``ctx.clip_gradients`` clips to by default (manual optimisation; under
+            automatic optimisation the Trainer clips).
+        run_dir, norm: what the step context tells the method.
+
+    Batches are dicts from :class:`irfoundry.data.IRSTDDataset` (training: :func:`irfoundry.data.collate`;
+    evaluation: :func:`irfoundry.engine.inference.pad_collate`, with ``box`` to crop back to).
     """
 
-    def __init__(self, method: Method, optim: OptimConfig, threshold: float = 0.5) -> None:
+    def __init__(self, method: Method, optim: OptimConfig, threshold: float = 0.5, *,
+                 gradient_clip_val: float | None = None, run_dir: Path | None = None,
+                 norm: Mapping[str, float] | None = None) -> None:
         super().__init__()
         self.method = method
         self.optim_cfg = optim
         self.threshold = threshold
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = bool(method.automatic_optimization)
+        self.requested_loaders = tuple(method.data_requests().loaders)
+        unknown = sorted(set(self.requested_loaders) - set(LOADER_NAMES))
+        if unknown:
+            raise ConfigError(f"method {method.name!r} requests loaders {unknown}; the engine offers {list(LOADER_NAMES)}")
+        self.ctx = LightningStepContext(self, run_dir=run_dir, norm=norm)
+        self.optimizer_names: list[str] = []
+        self._scheduled_intervals: list[str] = []
         self.val_metrics = torch.nn.ModuleDict(
             {name: build_eval_metrics(threshold) for name in method.eval_branches()}
         )
 
     # ----------------------------------------------------------------------------------------- train
     def on_train_epoch_start(self) -> None:
+        self.ctx.new_epoch()
         # current_epoch is the trainer's (restored by --resume), 0-based
-        self.method.on_train_epoch_start(self.current_epoch)
+        self.method.on_train_epoch_start(self.ctx)
         self._epoch_t0, self._epoch_train_s = time.perf_counter(), None
 
     def on_validation_epoch_start(self) -> None:
@@ -61,43 +91,46 @@ class IRSTDModule(L.LightningModule):
             self._epoch_train_s = time.perf_counter() - self._epoch_t0
 
     def on_train_epoch_end(self) -> None:
+        self.method.on_train_epoch_end(self.ctx)
+        if not self.automatic_optimization:
+            self._step_schedulers("epoch")
         # wall time of this epoch's training batches (data loading included, validation excluded)
         seconds = self._epoch_train_s if self._epoch_train_s is not None else time.perf_counter() - self._epoch_t0
         self.log("train/epoch_seconds", seconds, sync_dist=True, reduce_fx="max")
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss, logs = self.method.training_loss(batch)
-        local_ok = bool(torch.isfinite(loss))
-        ok = local_ok
-        if self.trainer.world_size > 1:
-            # every process must stop at the same step, or the others wait forever in the gradient all-reduce
-            ok = self.trainer.strategy.reduce_boolean_decision(local_ok, all=True)
-        if not ok:
-            ids = ", ".join(map(str, batch.get("id", [])))
-            what = f"{loss.item()}" if not local_ok else "non-finite on another process"
-            raise TrainingDiverged(
-                f"loss became {what} at epoch {self.current_epoch}, global step {self.global_step} "
-                f"(batch {batch_idx}, images: {ids}). The last good checkpoint is kept in the run folder; "
-                "lower optim.lr, check these images, or enable trainer.gradient_clip_val."
-            )
-        bs = batch["image"].shape[0]
-        for k, v in logs.items():
-            # sync_dist: the mean over all processes (a no-op with one process)
-            self.log(f"train/{k}", v, prog_bar=k == "loss", on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
-        return loss
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
+        self.ctx.batch, self.ctx.batch_idx = batch, batch_idx
+        out = self.method.training_step(batch, self.ctx)
+        if self.automatic_optimization:
+            if out is None:
+                raise ConfigError(f"method {self.method.name!r} optimises automatically but its training_step "
+                                  "returned no loss")
+            self.ctx.check_finite(out)
+            return out
+        self._step_schedulers("step")
+        return None
+
+    def _step_schedulers(self, interval: str) -> None:
+        scheds = self.lr_schedulers()
+        if scheds is None:
+            return
+        scheds = scheds if isinstance(scheds, list) else [scheds]
+        for sched, spec_interval in zip(scheds, self._scheduled_intervals):
+            if spec_interval == interval:
+                sched.step()
 
     # ------------------------------------------------------------------------------------ validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        images, masks, sizes = batch["image"], batch["mask"], batch["size"]
+        images, masks, boxes = batch["image"], batch["mask"], batch["box"]
         counted = batch.get("counted")
         if counted is not None and not all(counted):  # padding of a DDP shard: never enters a metric
             keep = [i for i, c in enumerate(counted) if c]
             if not keep:
                 return
-            images, masks, sizes = images[keep], masks[keep], [sizes[i] for i in keep]
+            images, masks, boxes = images[keep], masks[keep], [boxes[i] for i in keep]
+        targets = [crop(masks[i, 0], box) > 0.5 for i, box in enumerate(boxes)]
         for name, branch in self.method.eval_branches().items():
-            logits = branch(images)
-            self.val_metrics[name].update_padded(logits.float(), masks, sizes)
+            self.val_metrics[name].update(probabilities(branch, images, boxes), targets)
 
     def on_validation_epoch_end(self) -> None:
         for i, (name, metric) in enumerate(self.val_metrics.items()):
@@ -110,43 +143,35 @@ class IRSTDModule(L.LightningModule):
                 # already global and equal on every process: no further reduction
                 self.log(f"{prefix}/{k}", v, prog_bar=(i == 0 and k in ("iou", "niou")), sync_dist=False)
 
+    # ------------------------------------------------------------------------------------- resume state
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[METHOD_STATE] = self.method.method_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.method.load_method_state(checkpoint.get(METHOD_STATE) or {})
+
     # ------------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self):
-        cfg = self.optim_cfg
-        params = [p for p in self.method.parameters() if p.requires_grad]
-        name = cfg.optimizer.lower()
-        if name == "adam":
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        elif name == "adamw":
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        sched = build_scheduler(opt, cfg, self.trainer.max_epochs)
-        if sched is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-
-
-def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, max_epochs: int):
-    """Per-epoch LR schedule: ``none | step | multistep | cosine``, each with optional linear warm-up."""
-    name = cfg.scheduler.lower()
-    warm = max(0, int(cfg.warmup_epochs))
-
-    def factor(epoch: int) -> float:
-        f = 1.0
-        if name == "step":
-            f = cfg.gamma ** (epoch // max(1, cfg.step_size))
-        elif name == "multistep":
-            f = cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
-        elif name == "cosine":
-            span = max(1, max_epochs - warm)
-            t = min(max(epoch - warm, 0), span) / span
-            floor = cfg.min_lr / cfg.lr
-            f = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-        if warm and epoch < warm:
-            f *= (epoch + 1) / (warm + 1)
-        return f
-
-    if name == "none" and not warm:
-        return None
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        t = self.trainer
+        length = ScheduleLength(epochs=int(t.max_epochs or 1), steps=int(t.estimated_stepping_batches))
+        specs = self.method.configure_optimizers(self.optim_cfg, length)
+        if not specs:
+            raise ConfigError(f"method {self.method.name!r} built no optimiser")
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"method {self.method.name!r} named two optimisers alike: {names}")
+        if self.automatic_optimization and len(specs) > 1:
+            raise ConfigError(f"method {self.method.name!r} builds {len(specs)} optimisers: that needs "
+                              "automatic_optimization = False (it steps them in training_step)")
+        self.optimizer_names = names
+        self._scheduled_intervals = [s.interval for s in specs if s.scheduler is not None]
+        out = []
+        for s in specs:
+            entry: dict = {"optimizer": s.optimizer}
+            if s.scheduler is not None:
+                entry["lr_scheduler"] = {"scheduler": s.scheduler, "interval": s.interval}
+            out.append(entry)
+        if len(out) == 1:
+            only = out[0]
+            return only if "lr_scheduler" in only else only["optimizer"]
+        return out

@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 from scipy import ndimage
 
 from irfoundry.data.io import read_image
-from irfoundry.data.transforms import crop_to, pad_to_multiple
-from irfoundry.engine.runs import load_checkpoint
+from irfoundry.engine.inference import Predictor
 from irfoundry.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -80,7 +78,6 @@ def overlay(image: np.ndarray, mask: np.ndarray, targets: Iterable[dict]) -> np.
     return rgb.astype(np.uint8)
 
 
-@torch.no_grad()
 def predict(
     checkpoint: str | Path,
     inputs: Sequence[str | Path],
@@ -92,18 +89,14 @@ def predict(
 
     Returns ``{"out": str, "images": int, "targets": {id: [...]}}``.
     """
-    model, meta = load_checkpoint(checkpoint)
-    model = model.to(device).eval()
-    norm = meta["norm"]
+    predictor, _ = Predictor.from_checkpoint(checkpoint, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     for path in expand_inputs(inputs):
         image = read_image(path)
-        x = torch.from_numpy((image - norm["mean"]) / norm["std"]).float()[None, None]
-        x, size = pad_to_multiple(x, 32)
-        logits = model(x.to(device))
-        prob = torch.sigmoid(crop_to(logits, size))[0, 0].cpu().numpy().astype(np.float64)
+        prob = predictor.predict(image).astype(np.float64)
+        size = prob.shape
         mask = prob > threshold
         targets = describe_targets(prob, mask)
         stem = path.stem

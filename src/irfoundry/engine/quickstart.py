@@ -42,7 +42,7 @@ def quickstart(data: str | None = None, minutes: float = 3.0, model: str = "unet
         {
             "data": {"root": data, "train_split": "train", "test_split": "test", "crop_size": 128,
                      "target_crop_prob": 0.7},
-            "model": {"name": model, "prior_prob": 0.01},  # no all-background phase on slow or loaded machines
+            "model": {"name": model, "init_prob": 0.01},  # no all-background phase on slow or loaded machines
             "method": {"name": "supervised", "loss": "softiou+bce"},
             "optim": {"optimizer": "adam", "lr": 5e-3},
             "trainer": {"max_epochs": 1000, "batch_size": 8, "out_dir": str(runs), "run_name": run_name,

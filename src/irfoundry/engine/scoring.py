@@ -9,7 +9,7 @@ threshold do not depend on the other thresholds of the sweep, so the scalars equ
 
 HSE is always computed: on ``thresholds`` when given (``--thresholds``), otherwise on
 ``DEFAULT_HSE_THRESHOLDS`` (0.05, 0.10, ..., 0.95). Its cost, measured on the 2-core development CPU
-with 86 real SIRST / NUDT-SIRST test masks and the perturbed predictions of ``tests/metrics/synth_preds.py``
+with 86 real SIRST / NUDT-SIRST test masks and the perturbed predictions of :mod:`irfoundry.bench.reference.perturb`
 (with and without extra background noise): 2.5 to 7.8 ms per image for the 19 or 20 thresholds against
 0.7 to 1.6 ms for the evaluation threshold alone, i.e. a few seconds for a 664-image split.
 
@@ -45,6 +45,7 @@ from irfoundry.errors import ConfigError, DataError
 from irfoundry.metrics import (
     DEFAULT_HSE_THRESHOLDS,
     HSE_DEFINITION,
+    REPORTED,
     Counters,
     MetricSettings,
     hse,
@@ -64,8 +65,6 @@ __all__ = [
     "write_outputs",
 ]
 
-#: scalar metrics at the evaluation threshold written to ``metrics.json`` (as ``irfoundry eval`` always has)
-REPORTED = ("iou", "niou", "pd", "fa", "target_precision", "target_f1")
 
 #: columns of ``curves.csv``: float metrics, then the integer counters (``n_gt``, ``n_pixels``,
 #: ``n_images`` repeat on every row)

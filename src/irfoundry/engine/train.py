@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -31,12 +32,9 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from irfoundry.data import load_norm_stats, save_norm_stats
 from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, read_yaml
-from irfoundry.engine.datamodule import IRSTDDataModule
+from irfoundry.engine.build import build_run
 from irfoundry.engine.logs import continued_metrics_log
-from irfoundry.engine.module import IRSTDModule
 from irfoundry.errors import ConfigError
-from irfoundry.methods import build_method
-from irfoundry.models import create_model, init_output_prior
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +49,15 @@ def default_run_name(cfg: RunConfig) -> str:
     return f"{cfg.model.name}_{data}_{cfg.method.name}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(cfg: RunConfig, resume: bool) -> Path:
-    """The run folder; refuses to write into a non-empty folder unless resuming it."""
+def planned_run_dir(cfg: RunConfig) -> Path:
+    """The new run's folder, checked but not created: a non-empty folder is refused."""
     name = cfg.trainer.run_name or default_run_name(cfg)
     run_dir = Path(cfg.trainer.out_dir) / name
-    if resume:
-        if not (run_dir / RESUME_CKPT).is_file():
-            raise ConfigError(f"cannot resume {run_dir}: it holds no {RESUME_CKPT} (was it started by irfoundry train?)")
-        return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(
             f"run folder {run_dir} already exists and is not empty; pass --resume {run_dir} to continue it, "
             "or choose another trainer.run_name / trainer.out_dir (nothing was overwritten)"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
@@ -92,8 +85,9 @@ def external_world_size() -> int:
 
 
 def run_dir_of(cfg: RunConfig, leader: bool) -> Path:
-    """The new run's folder: created (and refused if not empty) by global rank 0; the other processes
-    take it from ``trainer.run_name`` or from rank 0 through :data:`RUN_DIR_ENV`."""
+    """The new run's folder: chosen (and refused if not empty) by global rank 0, which creates it once the
+    run is built; the other processes take it from ``trainer.run_name`` or from rank 0 through
+    :data:`RUN_DIR_ENV`."""
     if not cfg.trainer.run_name and external_world_size() > 1:
         # every process raises, before anything is written: they cannot agree on a time-stamped name
         raise ConfigError(
@@ -101,7 +95,7 @@ def run_dir_of(cfg: RunConfig, leader: bool) -> Path:
             "trainer.run_name, so they cannot agree on the run folder; pass --set trainer.run_name=NAME"
         )
     if leader:
-        return prepare_run_dir(cfg, resume=False)
+        return planned_run_dir(cfg)
     if cfg.trainer.run_name:
         return Path(cfg.trainer.out_dir) / cfg.trainer.run_name
     if os.environ.get(RUN_DIR_ENV):
@@ -118,6 +112,8 @@ def resolve_resume(resume: str | os.PathLike) -> tuple[RunConfig, Path]:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"cannot resume {run_dir}: no config.yaml in it")
+    if not (run_dir / RESUME_CKPT).is_file():
+        raise ConfigError(f"cannot resume {run_dir}: it holds no {RESUME_CKPT} (was it started by irfoundry train?)")
     cfg = from_dict(read_yaml(cfg_path))
     cfg.trainer.out_dir, cfg.trainer.run_name = str(run_dir.parent), run_dir.name
     return cfg, run_dir
@@ -134,7 +130,7 @@ def _precision(cfg: RunConfig) -> str:
 
 def _strategy(cfg: RunConfig, host) -> object:
     """``trainer.strategy``; plain ``ddp`` becomes ``DDPStrategy(find_unused_parameters=True)`` for hosts
-    that carry reference layers they never call (``HostNet.unused_modules``, e.g. ALCNet)."""
+    that carry reference layers they never call (``SegmentationModel.unused_modules``, e.g. ALCNet)."""
     if cfg.trainer.strategy == "ddp" and getattr(host, "unused_modules", ()):
         return L.pytorch.strategies.DDPStrategy(find_unused_parameters=True)
     return cfg.trainer.strategy
@@ -160,27 +156,20 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     norm = load_norm_stats(run_dir / "norm.json") if resume is not None else None
-    dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm)
-    if resume is None and leader:
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
-        save_norm_stats(dm.norm, run_dir / "norm.json")
-        (run_dir / "data.json").write_text(json.dumps(dm.summary(), indent=2))
-
-    host = create_model(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
-    if cfg.model.prior_prob is not None:  # a resumed run then loads its own weights over it
-        init_output_prior(host, cfg.model.prior_prob, cfg.model.prior_weight_std)
-    method = build_method(cfg.method, host)
-    method.set_norm(dm.norm)
-    cache_request = method.prior_cache()
-    if cache_request is not None:
-        dm.use_prior_cache(*cache_request)
-    module = IRSTDModule(method, cfg.optim)
-
+    parts = build_run(cfg, norm=norm, run_dir=run_dir)  # everything built (or refused) before any file is written
+    dm, host, method, module = parts.datamodule, parts.host, parts.method, parts.module
     meta = {"config": cfg.to_dict(), "norm": {"mean": dm.norm["mean"], "std": dm.norm["std"]}, "data": dm.summary()}
     described = method.describe()
     if described:
         meta["method"] = described
-        if resume is None and leader:
+    created = False
+    if resume is None and leader:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        created = True
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        save_norm_stats(dm.norm, run_dir / "norm.json")
+        (run_dir / "data.json").write_text(json.dumps(dm.summary(), indent=2))
+        if described:
             (run_dir / "method.json").write_text(json.dumps(described, indent=2))
     weights_cb = WeightsCheckpoint(
         run_dir, meta, cfg.trainer.monitor, cfg.trainer.monitor_mode, validate=dm.has_val, every_n_epochs=cfg.trainer.val_every
@@ -198,6 +187,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     t = cfg.trainer
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
+        max_steps=t.max_steps if t.max_steps is not None else -1,
         max_time=max_time,
         accelerator=t.accelerator,
         devices=t.devices,
@@ -208,7 +198,8 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         deterministic=t.deterministic,
         enable_progress_bar=t.progress_bar,
         log_every_n_steps=t.log_every_n_steps,
-        gradient_clip_val=t.gradient_clip_val,
+        # under manual optimisation the method clips through its step context (Lightning refuses this there)
+        gradient_clip_val=t.gradient_clip_val if module.automatic_optimization else None,
         limit_train_batches=t.limit_train_batches,
         num_sanity_val_steps=0,
         limit_val_batches=None if dm.has_val else 0,
@@ -231,6 +222,12 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
                 warnings.filterwarnings("ignore", r"Experiment logs directory .* exists and is not empty")
             with continued_metrics_log(run_dir, resuming=resume is not None and leader):
                 trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+    except BaseException:
+        if created and not (run_dir / RESUME_CKPT).is_file():
+            # nothing resumable was written: remove this call's own folder so the same command can simply be rerun
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.warning("training stopped before its first epoch ended; removed the run folder %s", run_dir)
+        raise
     finally:
         if leader:
             if previous is None:

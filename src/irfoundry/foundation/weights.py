@@ -22,7 +22,6 @@ present, none left over, every shape equal; otherwise :class:`CheckpointError` n
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import re
@@ -121,23 +120,6 @@ def hub_weights(spec: FoundationSpec, pretrained_cfg: Mapping) -> WeightsSource:
         f"without network, copy the file into the Hugging Face cache (HF_HOME) or pass weights=PATH to the "
         f"official file: {spec.official_weights}"
     )
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (remembered per path, size and mtime for this process)."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Tensor]:

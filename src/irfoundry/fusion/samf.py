@@ -39,82 +39,82 @@ class SAMF(nn.Module):
 
     Args:
         channels: ``C``, the host feature's channels.
-        prior_channels: ``C_d``, the foundation feature's channels.
-        prior_kernel: kernel size of ``conv_a`` / ``conv_b`` on the prior [recon: 1].
+        feature_channels: ``C_d``, the foundation feature's channels.
+        feature_kernel: kernel size of ``conv_a`` / ``conv_b`` on the foundation feature [recon: 1].
         kernel: kernel size of ``conv_1``, ``conv_2`` and ``conv_o`` [recon: 3].
     """
 
-    def __init__(self, channels: int, prior_channels: int, *, prior_kernel: int = 1, kernel: int = 3) -> None:
+    def __init__(self, channels: int, feature_channels: int, *, feature_kernel: int = 1, kernel: int = 3) -> None:
         super().__init__()
         if channels < 2:
             raise ModelError(f"SAMF needs a host feature with at least 2 channels to split, got {channels}")
-        self.channels, self.prior_channels = channels, prior_channels
+        self.channels, self.feature_channels = channels, feature_channels
         c1 = channels // 2
         c2 = channels - c1
         self.split = (c1, c2)
-        self.conv_a = nn.Conv2d(prior_channels, c1, prior_kernel, padding=prior_kernel // 2)
-        self.conv_b = nn.Conv2d(prior_channels, c2, prior_kernel, padding=prior_kernel // 2)
+        self.conv_a = nn.Conv2d(feature_channels, c1, feature_kernel, padding=feature_kernel // 2)
+        self.conv_b = nn.Conv2d(feature_channels, c2, feature_kernel, padding=feature_kernel // 2)
         self.conv_1 = ConvBNAct(c1, c1, kernel)
         self.conv_2 = ConvBNAct(c2, c2, kernel)
         self.conv_o = ConvBNAct(channels, channels, kernel)
 
-    def forward(self, x: Tensor, prior: Tensor) -> Tensor:
-        if x.shape[1] != self.channels or prior.shape[1] != self.prior_channels:
+    def forward(self, x: Tensor, feature: Tensor) -> Tensor:
+        if x.shape[1] != self.channels or feature.shape[1] != self.feature_channels:
             raise ModelError(
-                f"SAMF built for host {self.channels} / prior {self.prior_channels} channels got "
-                f"x {tuple(x.shape)} and prior {tuple(prior.shape)}"
+                f"SAMF built for host {self.channels} / foundation {self.feature_channels} channels got "
+                f"x {tuple(x.shape)} and feature {tuple(feature.shape)}"
             )
-        if prior.shape[-2:] != x.shape[-2:]:
-            prior = F.interpolate(prior, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        prior = prior.to(x.dtype)
+        if feature.shape[-2:] != x.shape[-2:]:
+            feature = F.interpolate(feature, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        feature = feature.to(x.dtype)
         x1, x2 = torch.split(x, self.split, dim=1)
-        y1 = self.conv_1(x1 * self.conv_a(prior))
-        y2 = self.conv_2(x2 + self.conv_b(prior))
+        y1 = self.conv_1(x1 * self.conv_a(feature))
+        y2 = self.conv_2(x2 + self.conv_b(feature))
         return self.conv_o(torch.cat([y1, y2], dim=1) + x)
 
 
 class SAMFStack(nn.Module):
-    """SAMFs in series on one host feature, module ``i`` fed by prior ``sources[i]``.
+    """SAMFs in series on one host feature, module ``i`` fed by foundation feature ``sources[i]``.
 
     Args:
         channels: host feature channels ``C``.
-        prior_channels: channels of every available prior map (the foundation's ``feature_info``).
+        feature_channels: channels of every available foundation map (the foundation's ``feature_info``).
         num_modules: how many SAMFs in series (paper: 4).
-        sources: index into the prior list for each module; default: module ``i`` takes prior
-            ``i * len(prior_channels) // num_modules`` (one prior each when there are as many priors
+        sources: index into the foundation maps for each module; default: module ``i`` takes map
+            ``i * len(feature_channels) // num_modules`` (one map each when there are as many maps
             as modules, as in the paper).
-        prior_kernel, kernel: as in :class:`SAMF`.
+        feature_kernel, kernel: as in :class:`SAMF`.
 
-    ``forward(x: B x C x h x w, priors: list of B x C_d_j x h_j x w_j) -> B x C x h x w``.
+    ``forward(x: B x C x h x w, features: list of B x C_d_j x h_j x w_j) -> B x C x h x w``.
     """
 
     def __init__(
         self,
         channels: int,
-        prior_channels: Sequence[int],
+        feature_channels: Sequence[int],
         *,
         num_modules: int = 4,
         sources: Sequence[int] | None = None,
-        prior_kernel: int = 1,
+        feature_kernel: int = 1,
         kernel: int = 3,
     ) -> None:
         super().__init__()
-        n_priors = len(prior_channels)
-        if n_priors == 0 or num_modules < 1:
-            raise ModelError(f"SAMFStack needs >= 1 prior and >= 1 module, got {n_priors} priors, {num_modules} modules")
+        n_maps = len(feature_channels)
+        if n_maps == 0 or num_modules < 1:
+            raise ModelError(f"SAMFStack needs >= 1 foundation map and >= 1 module, got {n_maps} maps, {num_modules} modules")
         if sources is None:
-            sources = [i * n_priors // num_modules for i in range(num_modules)]
+            sources = [i * n_maps // num_modules for i in range(num_modules)]
         sources = [int(s) for s in sources]
-        if len(sources) != num_modules or any(not 0 <= s < n_priors for s in sources):
+        if len(sources) != num_modules or any(not 0 <= s < n_maps for s in sources):
             raise ModelError(
-                f"SAMF sources {sources} must list {num_modules} indices into the {n_priors} foundation layers"
+                f"SAMF sources {sources} must list {num_modules} indices into the {n_maps} foundation layers"
             )
         self.sources = tuple(sources)
         self.blocks = nn.ModuleList(
-            SAMF(channels, prior_channels[s], prior_kernel=prior_kernel, kernel=kernel) for s in self.sources
+            SAMF(channels, feature_channels[s], feature_kernel=feature_kernel, kernel=kernel) for s in self.sources
         )
 
-    def forward(self, x: Tensor, priors: Sequence[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, features: Sequence[Tensor]) -> Tensor:
         for src, block in zip(self.sources, self.blocks):
-            x = block(x, priors[src])
+            x = block(x, features[src])
         return x

@@ -1,74 +1,132 @@
 """The extension point for training methods.
 
-A *method* is how a batch becomes a loss, plus what is exported. It receives already-built modules
-(constructor injection: a host network, later a frozen foundation model and a fusion module), never
-model names, and it never reaches into a host beyond the :class:`~irfoundry.models.HostNet` interface.
+A *method* is how batches train the networks, plus what is exported. It is built from the config by
+:func:`build_method`, which calls the method's :meth:`Method.from_config` builder: that is the one place
+where modules named in the options (a frozen foundation model, a teacher) are built and injected into the
+constructor, so the constructor itself only receives modules (``host``, ``foundation``, ...), never names.
+A method never reaches into a host beyond the :class:`~irfoundry.models.EncoderDecoder` interface.
 
-To add one (``fdep``, ``lesps``, ``semprior``, ``simir`` in later issues)::
+To add one (``lesps``, ``semprior``, ``simir_distill`` in later issues)::
 
-    @register_method("mine")
+    @dataclass
+    class MineOptions:                      # typed, checked when the config is loaded
+        weight: float = 0.1
+
+    @register_method("mine", options=MineOptions)
     class Mine(Method):
-        def __init__(self, host, cfg: MethodConfig): ...
-        def training_loss(self, batch): return loss, {"loss/main": ...}
-        # optional: on_train_epoch_start, predict_logits, export_model, eval_branches,
-        #           set_norm, prior_cache, describe
+        def training_loss(self, batch):     # automatic optimisation: one loss per batch
+            return loss, {"loss": loss.detach()}
 
-Method-specific settings live in ``cfg.options`` (YAML ``method.options``); read them with
-:func:`method_options`, which rejects unknown keys by name. Schedules (warm-up, curriculum, label
-evolution) key off the epoch the engine passes to :meth:`Method.on_train_epoch_start`, never off a
+Everything is optional but the loss; the hooks, all receiving the engine's
+:class:`~irfoundry.methods.context.StepContext`:
+
+* :meth:`training_step` (default: :meth:`training_loss`, logged) -- with ``automatic_optimization = False``
+  the method steps its optimisers itself (``ctx.optimizers()``, ``ctx.manual_backward``,
+  ``ctx.clip_gradients``) and may read named loaders (``ctx.next_batch("val_crops")``);
+* :meth:`configure_optimizers` (default: one optimiser over every trainable parameter from the ``optim``
+  section, :mod:`irfoundry.optim`), :meth:`no_weight_decay`;
+* :meth:`on_train_epoch_start` / :meth:`on_train_epoch_end`;
+* :meth:`method_state` / :meth:`load_method_state`: non-parameter state (schedule phase, evolved labels,
+  ...) saved with every resume checkpoint and restored by ``--resume`` (tensors that belong to the method
+  are better registered as parameters or buffers: they travel in the state dict);
+* :meth:`data_requests`: per-crop features for the batches, named loaders;
+* :meth:`eval_branches`, :meth:`predict_logits`, :meth:`export_model`, :meth:`describe`.
+
+Schedules (warm-up, curriculum, label evolution) key off ``ctx.epoch`` / ``ctx.global_step``, never off a
 counter of their own, so ``--resume`` restores them.
-
-Everything else (optimiser, logging, checkpointing, devices, DDP) is the engine's.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
-import torch
 from torch import Tensor, nn
 
 from irfoundry.errors import ConfigError
+from irfoundry.methods.context import BuildEnv, DataRequests, NoOptions, StepContext, check_finite
 from irfoundry.models.base import main_output
+from irfoundry.optim import OptimConfig, OptimizerSpec, ScheduleLength, build_optimizer, build_scheduler, param_groups
 
-Batch = Mapping[str, object]  # {"image": B x C x h x w, "mask": B x 1 x h x w, "id": list[str], ...}
+__all__ = ["Batch", "Method", "build_method", "check_finite", "list_methods", "method_class", "register_method"]
+
+Batch = Mapping[str, object]
+"""A training batch: ``image`` ``B x C x h x w`` (normalised), ``target`` ``B x 1 x h x w`` float in [0, 1]
+(what the run trains on), ``id`` (list of str), ``geometry`` ``B x 8`` (the crops), plus any requested
+features (lists of ``B x C_i x h_i x w_i``) and per-image attributes (``B`` tensors or lists)."""
 
 
 class Method(nn.Module):
     """Base class. ``self.host`` is the deployable network; everything trainable is a submodule."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    #: the typed options dataclass of ``method.options`` (set by :func:`register_method`)
+    Options: ClassVar[type] = NoOptions
+    #: ``False``: :meth:`training_step` steps the optimisers itself
+    automatic_optimization: ClassVar[bool] = True
 
     def __init__(self, host: nn.Module, cfg) -> None:
         super().__init__()
         self.host = host
         self.cfg = cfg
+        #: the typed options (``cfg.options``, parsed when the config was loaded)
+        self.opts = cfg.options if isinstance(cfg.options, self.Options) else _parse_options(type(self), cfg.options)
+
+    @classmethod
+    def from_config(cls, host: nn.Module, cfg, env: BuildEnv) -> "Method":
+        """Build the method from its config: construct the modules its options name and inject them.
+        Default: ``cls(host, cfg)``."""
+        return cls(host, cfg)
+
+    # ------------------------------------------------------------------------------------ training
+    def training_step(self, batch: Batch, ctx: StepContext) -> Tensor | None:
+        """One training batch. Automatic optimisation: return the loss (the engine runs backward and the
+        optimiser); the default returns :meth:`training_loss`'s and logs its scalars. Manual optimisation:
+        step through ``ctx`` and return ``None`` (or a detached loss, which is only logged)."""
+        loss, logs = self.training_loss(batch)
+        ctx.log_dict(logs)
+        return loss
 
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Scalar loss for one training batch, plus named scalars to log."""
-        raise NotImplementedError  # pragma: no cover - abstract
+        raise NotImplementedError(f"method {self.name!r} implements neither training_step nor training_loss")
 
-    def on_train_epoch_start(self, epoch: int) -> None:
-        """Called by the engine before every training epoch with the 0-based ``epoch`` (the trainer's,
-        restored by ``--resume``), in every process. The default does nothing."""
+    def configure_optimizers(self, optim: OptimConfig, length: ScheduleLength) -> list[OptimizerSpec]:
+        """The method's optimisers and schedules. Default: one optimiser (``optim.optimizer``) over every
+        trainable parameter, grouped by :func:`irfoundry.optim.param_groups`, with ``optim.scheduler``.
+        Several optimisers need ``automatic_optimization = False``."""
+        opt = build_optimizer(optim, param_groups(self.named_parameters(), optim, no_decay=self.no_weight_decay()))
+        return [OptimizerSpec("main", opt, build_scheduler(opt, optim, length), optim.interval)]
 
-    def set_norm(self, norm: Mapping[str, float]) -> None:
-        """Told the run's train-split normalisation (``{"mean", "std"}`` in [0, 1] units) before training,
-        so a method can map host inputs back to raw intensities (e.g. for a foundation model). Default:
-        ignored."""
+    def no_weight_decay(self) -> tuple[str, ...]:
+        """Parameter names (or prefixes ending in ``.``) kept out of weight decay when
+        ``optim.no_decay_norm_bias`` is set, besides every 1-d parameter. Default: none."""
+        return ()
 
-    def prior_cache(self) -> tuple[nn.Module, str | None] | None:
-        """A frozen model whose features of the un-augmented training images the data pipeline may
-        compute once and serve per crop as ``batch["prior"]`` (:mod:`irfoundry.foundation.cache`), and
-        the cache directory (``None``: in memory). ``None`` (default): no cache; the method computes
-        whatever it needs from the batch."""
-        return None
+    def on_train_epoch_start(self, ctx: StepContext) -> None:
+        """Before every training epoch, in every process. The default does nothing."""
+
+    def on_train_epoch_end(self, ctx: StepContext) -> None:
+        """After every training epoch's batches, before validation-driven checkpoints are written."""
+
+    def method_state(self) -> dict[str, Any]:
+        """Non-parameter state for ``--resume`` (JSON-able or tensors). Default: none."""
+        return {}
+
+    def load_method_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`method_state` on ``--resume``. The default accepts only an empty state."""
+        if state:
+            raise ConfigError(f"method {self.name!r} got resume state {sorted(state)} it does not know")
+
+    def data_requests(self) -> DataRequests:
+        """Features the batches should carry and named loaders the method reads. Default: none."""
+        return DataRequests()
 
     def describe(self) -> dict:
         """JSON-able facts written into the run's checkpoints (e.g. the foundation weights' sha256)."""
         return {}
 
+    # ---------------------------------------------------------------------------------- evaluation
     def eval_branches(self) -> dict[str, Callable[[Tensor], Tensor]]:
         """Networks scored on the validation split: name -> ``B x C x H x W -> B x 1 x H x W`` logits.
 
@@ -78,7 +136,7 @@ class Method(nn.Module):
         return {"host": self.predict_logits}
 
     def predict_logits(self, images: Tensor) -> Tensor:
-        """Deployable prediction: ``B x C x H x W`` (H, W multiples of 32) -> logits ``B x 1 x H x W``."""
+        """Deployable prediction: ``B x C x H x W`` (H, W multiples of ``input_multiple``) -> ``B x 1 x H x W``."""
         return main_output(self.host(images))
 
     def export_model(self) -> nn.Module:
@@ -89,11 +147,15 @@ class Method(nn.Module):
 _METHODS: dict[str, type[Method]] = {}
 
 
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+def register_method(name: str, *, options: type | None = None) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: register a method under ``name`` with its options dataclass (default: none)."""
+
     def decorator(cls: type[Method]) -> type[Method]:
         if name in _METHODS:
             raise ConfigError(f"method {name!r} is already registered")
         cls.name = name
+        if options is not None:
+            cls.Options = options
         _METHODS[name] = cls
         return cls
 
@@ -101,37 +163,31 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
 
 def list_methods() -> list[str]:
+    import irfoundry.methods  # noqa: F401  (registers the built-in methods)
+
     return sorted(_METHODS)
 
 
-def build_method(cfg, host: nn.Module) -> Method:
-    """Instantiate the method named ``cfg.name`` around ``host``."""
+def method_class(name: str) -> type[Method]:
+    """The registered class of method ``name``; :class:`ConfigError` naming the closest one otherwise."""
+    import irfoundry.methods  # noqa: F401  (registers the built-in methods)
+
     try:
-        cls = _METHODS[cfg.name]
+        return _METHODS[name]
     except KeyError:
-        close = difflib.get_close_matches(cfg.name, list(_METHODS), n=1)
+        close = difflib.get_close_matches(name, list(_METHODS), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"method.name = {cfg.name!r} is not a known method.{hint} Available: {', '.join(list_methods())}"
+            f"method.name = {name!r} is not a known method.{hint} Available: {', '.join(list_methods())}"
         ) from None
-    return cls(host, cfg)
 
 
-def method_options(cfg, defaults: Mapping[str, object]) -> dict:
-    """``defaults`` updated with ``cfg.options``; a key not in ``defaults`` raises :class:`ConfigError`
-    naming it and the keys this method accepts."""
-    options = dict(getattr(cfg, "options", None) or {})
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        allowed = ", ".join(sorted(defaults)) or "none"
-        close = difflib.get_close_matches(unknown[0], list(defaults), n=1)
-        hint = f" Did you mean method.options.{close[0]}?" if close else ""
-        raise ConfigError(
-            f"unknown option method.options.{unknown[0]} for method {cfg.name!r}.{hint} Allowed: {allowed}"
-        )
-    return {**defaults, **options}
+def _parse_options(cls: type[Method], options) -> Any:
+    from irfoundry.options import parse_dataclass
+
+    return parse_dataclass(cls.Options, options, "method.options")
 
 
-def check_finite(loss: Tensor, what: str = "loss") -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{what} is {loss.item()}")
+def build_method(cfg, host: nn.Module, env: BuildEnv | None = None) -> Method:
+    """The method named ``cfg.name`` around ``host``, built by its :meth:`Method.from_config`."""
+    return method_class(cfg.name).from_config(host, cfg, env or BuildEnv())

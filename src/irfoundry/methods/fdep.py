@@ -17,14 +17,14 @@ lists what is published and what is reconstructed; in short:
 Options (``method.options`` in the config)::
 
     foundation: efficientnet_lite0   # any name of irfoundry.foundation.list_foundations() or timm:NAME
-    weights: null                    # bundled / file / hub name; "random" for a randomly initialised prior
+    weights: null                    # bundled / file / hub name; "random" for a randomly initialised foundation
     layers: null                     # foundation layers (default: 4 evenly spaced / every CNN stage)
     input_size: null                 # foundation input resolution (null: native)
     stage: -1                        # host encoder stage that SAMF modifies (-1: bottleneck)
     num_modules: 4                   # SAMFs in series
     sources: null                    # foundation layer index per SAMF (default: spread in order)
     kernel: 3                        # SAMF conv kernel
-    prior_kernel: 1                  # SAMF kernel on the prior
+    feature_kernel: 1                # SAMF kernel on the foundation feature
     light_weight: 1.0                # lambda of the lightweight branch's loss
     kd_weight: 0.0                   # explicit KD term (ablation)
     kd_temperature: 1.0
@@ -33,9 +33,9 @@ Options (``method.options`` in the config)::
 Hosts with a warm-up schedule (MSHNet's ``warm_epochs`` in the ``supervised`` method) are trained on
 all their outputs from the first epoch here: FDEP's paper states no warm-up.
 
-Priors come from ``batch["prior"]`` when the data pipeline attaches them (the feature cache, on by
-default: :meth:`FDEP.prior_cache`), else the foundation model runs on the batch (``image`` mapped back to
-[0, 1] with the run's normalisation). The two differ by design: cached features are computed once on
+Foundation features come from ``batch["foundation"]`` when the data pipeline attaches them (the feature
+cache, on by default: :meth:`FDEP.data_requests`), else the foundation model runs on the batch (``image``
+mapped back to [0, 1] with the run's normalisation). The two differ by design: cached features are computed once on
 the full, un-augmented image and cut to each crop (global context, no intensity jitter; see
 :mod:`irfoundry.foundation.cache`); ``cache: off`` runs the model on every augmented crop.
 """
@@ -44,76 +44,77 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from irfoundry.errors import ConfigError
+from irfoundry.errors import ConfigError, ModelError
 from irfoundry.fusion import SAMFStack
 from irfoundry.losses import build_loss, deep_supervision_loss
-from irfoundry.methods.base import Batch, Method, method_options, register_method
+from irfoundry.methods.base import Batch, Method, register_method
+from irfoundry.methods.context import BuildEnv, DataRequests, FeatureRequest
 from irfoundry.models.base import main_output
+
+#: batch key of the cached foundation features
+FEATURES = "foundation"
 
 
 @dataclass
 class FDEPOptions:
+    """``method.options`` of ``fdep`` (see the module docstring)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"prior_kernel": "feature_kernel"}
+
     foundation: str = "efficientnet_lite0"
-    weights: Any = None
-    layers: Any = None
-    input_size: Any = None
+    weights: str | None = None
+    layers: list[int | str] | str | None = None
+    input_size: int | list[int] | None = None
     stage: int = -1
     num_modules: int = 4
-    sources: Any = None
+    sources: list[int] | None = None
     kernel: int = 3
-    prior_kernel: int = 1
+    feature_kernel: int = 1
     light_weight: float = 1.0
     kd_weight: float = 0.0
     kd_temperature: float = 1.0
     cache: Any = "memory"
 
-    @classmethod
-    def from_config(cls, cfg) -> "FDEPOptions":
-        """``cfg.options`` checked by name (unknown keys raise, naming the allowed ones) and by type."""
-        values = method_options(cfg, dataclasses.asdict(cls()))
-        for key in ("stage", "num_modules", "kernel", "prior_kernel"):
-            v = values[key]
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ConfigError(f"method.options.{key} must be an integer, got {v!r}")
-        for key in ("light_weight", "kd_weight", "kd_temperature"):
-            try:
-                values[key] = float(values[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"method.options.{key} must be a number, got {values[key]!r}") from None
-            if values[key] < 0 or (key == "kd_temperature" and values[key] == 0):
-                raise ConfigError(f"method.options.{key} must be {'> 0' if key == 'kd_temperature' else '>= 0'}, "
-                                  f"got {values[key]}")
-        if values["cache"] is None or values["cache"] is False:
-            values["cache"] = "off"
-        if not isinstance(values["cache"], str) or not values["cache"]:
-            raise ConfigError(f"method.options.cache must be 'memory', 'off' or a directory, got {values['cache']!r}")
-        return cls(**values)
+    def __post_init__(self) -> None:
+        for key in ("light_weight", "kd_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"method.options.{key} must be >= 0, got {getattr(self, key)}")
+        if self.kd_temperature <= 0:
+            raise ConfigError(f"method.options.kd_temperature must be > 0, got {self.kd_temperature}")
+        if self.num_modules < 1:
+            raise ConfigError(f"method.options.num_modules must be >= 1, got {self.num_modules}")
+        if self.cache is None or self.cache is False:
+            self.cache = "off"
+        if not isinstance(self.cache, str) or not self.cache:
+            raise ConfigError(f"method.options.cache must be 'memory', 'off' or a directory, got {self.cache!r}")
 
 
-@register_method("fdep")
+@register_method("fdep", options=FDEPOptions)
 class FDEP(Method):
-    """CO-ISD training of ``host`` with SAMF-fused foundation priors; exports the host alone.
+    """CO-ISD training of ``host`` with SAMF-fused foundation features; exports the host alone.
 
     Submodules: ``host`` (deployable), ``samf`` (training only), ``foundation`` (frozen, holds no
     state in ``state_dict``). ``eval_branches()`` = ``{"host": lightweight, "main": fused}``: the
     lightweight branch comes first, so the ``best`` checkpoint is selected on it.
+
+    Args:
+        host: an encoder-decoder host.
+        cfg: the method config (``cfg.options`` an :class:`FDEPOptions`).
+        foundation: the frozen foundation model (``forward(x in [0, 1]) -> list[maps]``, ``feature_info``).
+        norm: the run's train-split normalisation (``{"mean", "std"}``, [0, 1] units), used to map host inputs
+            back to [0, 1] when the foundation runs on the batch (``cache: off``) or on validation images.
     """
 
-    def __init__(self, host: nn.Module, cfg, foundation: nn.Module | None = None) -> None:
+    def __init__(self, host: nn.Module, cfg, foundation: nn.Module, norm: Mapping[str, float] | None = None) -> None:
         super().__init__(host, cfg)
-        self.opts = FDEPOptions.from_config(cfg)
         o = self.opts
         self.loss_fn = build_loss(cfg.loss)
-        if foundation is None:
-            from irfoundry.foundation import create_foundation
-
-            foundation = create_foundation(o.foundation, weights=o.weights, layers=o.layers, input_size=o.input_size)
         self.foundation = foundation
         n_stages = len(host.stage_channels)
         if not -n_stages <= o.stage < n_stages:
@@ -122,62 +123,72 @@ class FDEP(Method):
                 f"encoder stages (use -1 for the bottleneck, 0..{n_stages - 1} for a stage)"
             )
         self.stage = o.stage % n_stages
-        self.samf = SAMFStack(
-            host.stage_channels[self.stage],
-            [fi["channels"] for fi in foundation.feature_info],
-            num_modules=o.num_modules,
-            sources=o.sources,
-            kernel=o.kernel,
-            prior_kernel=o.prior_kernel,
-        )
-        #: train-split normalisation (``{"mean", "std"}``, [0, 1] units), set by the engine
-        self.norm: dict | None = None
+        try:
+            self.samf = SAMFStack(
+                host.stage_channels[self.stage],
+                [fi["channels"] for fi in foundation.feature_info],
+                num_modules=o.num_modules,
+                sources=o.sources,
+                kernel=o.kernel,
+                feature_kernel=o.feature_kernel,
+            )
+        except ModelError as exc:  # a bad source index: name the options
+            raise ConfigError(f"method.options (samf): {exc}") from exc
+        #: train-split normalisation (``{"mean", "std"}``, [0, 1] units)
+        self.norm = {"mean": float(norm["mean"]), "std": float(norm["std"])} if norm is not None else None
+
+    @classmethod
+    def from_config(cls, host: nn.Module, cfg, env: BuildEnv) -> "FDEP":
+        """Build the frozen foundation model the options name, then the method around it."""
+        from irfoundry.foundation import create_foundation
+
+        o = cfg.options
+        fm = create_foundation(o.foundation, weights=o.weights, layers=o.layers, input_size=o.input_size)
+        return cls(host, cfg, foundation=fm, norm=env.norm)
 
     # ---------------------------------------------------------------------------------- plumbing
-    def set_norm(self, norm: Mapping[str, float]) -> None:
-        self.norm = {"mean": float(norm["mean"]), "std": float(norm["std"])}
-
-    def prior_cache(self) -> tuple[nn.Module, str | None] | None:
-        """``(foundation, directory or None)`` unless ``cache: off``: the engine then serves cached
-        full-image features per crop as ``batch["prior"]``."""
+    def data_requests(self) -> DataRequests:
+        """The foundation's features of the un-augmented training images, cut per crop, as
+        ``batch["foundation"]`` (in memory or under the ``cache`` directory), unless ``cache: off``."""
         cache = self.opts.cache
         if cache == "off":
-            return None
-        return self.foundation, (None if cache == "memory" else cache)
+            return DataRequests()
+        return DataRequests(features=[FeatureRequest(FEATURES, self.foundation, None if cache == "memory" else cache)])
 
-    def priors(self, images: Tensor) -> list[Tensor]:
+    def foundation_features(self, images: Tensor) -> list[Tensor]:
         """Foundation maps of normalised host inputs ``B x 1 x H x W`` -> list of ``B x C_i x h_i x w_i``."""
         from irfoundry.foundation import to_unit_range
 
         if self.norm is None:
-            raise ConfigError("FDEP needs the run's normalisation statistics (the engine calls set_norm)")
+            raise ConfigError("FDEP needs the run's normalisation statistics (pass norm= when building it)")
         with torch.no_grad():
             return self.foundation(to_unit_range(images, self.norm["mean"], self.norm["std"]))
 
-    def _fuse(self, feats: list[Tensor], priors: list[Tensor]) -> list[Tensor]:
+    def _fuse(self, feats: list[Tensor], features: list[Tensor]) -> list[Tensor]:
         fused = list(feats)
-        fused[self.stage] = self.samf(feats[self.stage], priors)
+        fused[self.stage] = self.samf(feats[self.stage], features)
         return fused
 
     # ---------------------------------------------------------------------------------- training
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         images = batch["image"]
-        priors = batch.get("prior")
-        if priors is None:
-            priors = self.priors(images)
+        features = batch.get(FEATURES)
+        if features is None:
+            features = self.foundation_features(images)
         size = (images.shape[-2], images.shape[-1])
         feats = self.host.encode(images)
         light = self.host.decode(feats, size)
-        main = self.host.decode(self._fuse(feats, priors), size)
+        main = self.host.decode(self._fuse(feats, features), size)
         o = self.opts
-        l_main = deep_supervision_loss(main, batch["mask"], self.loss_fn, self.cfg.aux_weight)
-        l_light = deep_supervision_loss(light, batch["mask"], self.loss_fn, self.cfg.aux_weight)
+        target = batch["target"]
+        l_main = deep_supervision_loss(main, target, self.loss_fn, self.cfg.aux_weight)
+        l_light = deep_supervision_loss(light, target, self.loss_fn, self.cfg.aux_weight)
         loss = l_main + o.light_weight * l_light
         logs = {"loss": loss.detach(), "loss/main": l_main.detach(), "loss/light": l_light.detach()}
         if o.kd_weight > 0:
             t = o.kd_temperature
-            target = torch.sigmoid(main_output(main).detach() / t)
-            kd = F.binary_cross_entropy_with_logits(main_output(light) / t, target)
+            soft = torch.sigmoid(main_output(main).detach() / t)
+            kd = F.binary_cross_entropy_with_logits(main_output(light) / t, soft)
             loss = loss + o.kd_weight * kd
             logs["loss/kd"] = kd.detach()
         return loss, logs
@@ -186,7 +197,7 @@ class FDEP(Method):
     def fused_logits(self, images: Tensor) -> Tensor:
         """Main (fused) branch: ``B x 1 x H x W`` logits, foundation run on the full image."""
         feats = self.host.encode(images)
-        out = self.host.decode(self._fuse(feats, self.priors(images)), (images.shape[-2], images.shape[-1]))
+        out = self.host.decode(self._fuse(feats, self.foundation_features(images)), (images.shape[-2], images.shape[-1]))
         return main_output(out)
 
     def eval_branches(self) -> dict[str, Callable[[Tensor], Tensor]]:

@@ -1,18 +1,33 @@
-"""Plain supervised training of a host on full masks (the BasicIRSTD protocol), with the warm-up of
+"""Plain supervised training of a host on its targets (the BasicIRSTD protocol), with the warm-up of
 hosts that declare one (MSHNet)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from torch import Tensor
 
 from irfoundry.errors import ConfigError
 from irfoundry.losses import build_loss, deep_supervision_loss
-from irfoundry.methods.base import Batch, Method, method_options, register_method
+from irfoundry.methods.base import Batch, Method, register_method
 
 
-@register_method("supervised")
+@dataclass
+class SupervisedOptions:
+    #: last warm-up epoch (0-based, inclusive); ``null``: the host's own value (MSHNet: 5), ``-1``: no warm-up
+    warm_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.warm_epochs is not None and self.warm_epochs < -1:
+            raise ConfigError(
+                f"method.options.warm_epochs must be an integer >= -1 (last warm-up epoch, 0-based; -1: none), "
+                f"got {self.warm_epochs!r}"
+            )
+
+
+@register_method("supervised", options=SupervisedOptions)
 class Supervised(Method):
-    """``loss = l(main) [+ aux_weight * sum l(aux)] / (1 + aux_weight * n_aux)`` against the mask.
+    """``loss = l(main) [+ aux_weight * sum l(aux)] / (1 + aux_weight * n_aux)`` against ``batch["target"]``.
 
     ``cfg.loss`` names the loss (:data:`irfoundry.losses.LOSSES`), ``cfg.aux_weight`` weights
     deep-supervision outputs of hosts that have them (DNANet, UIU-Net, MSHNet).
@@ -30,14 +45,10 @@ class Supervised(Method):
         super().__init__(host, cfg)
         self.loss_fn = build_loss(cfg.loss)
         self.warmup_output: int | None = getattr(host, "WARMUP_OUTPUT", None)
-        opts = method_options(cfg, {"warm_epochs": getattr(host, "warm_epochs", -1)})
-        warm = opts["warm_epochs"]
-        if isinstance(warm, bool) or not isinstance(warm, int) or warm < -1:
-            raise ConfigError(
-                f"method.options.warm_epochs must be an integer >= -1 (last warm-up epoch, 0-based; -1: none), "
-                f"got {warm!r}"
-            )
-        if warm >= 0 and self.warmup_output is None:
+        warm = self.opts.warm_epochs
+        if warm is None:
+            warm = getattr(host, "warm_epochs", -1)
+        elif warm >= 0 and self.warmup_output is None:
             raise ConfigError(
                 f"method.options.warm_epochs = {warm} but host {type(host).__name__} declares no WARMUP_OUTPUT "
                 "(only hosts with a warm-up, e.g. mshnet, take it); remove the option"
@@ -45,8 +56,8 @@ class Supervised(Method):
         self.warm_epochs = warm
         self.epoch = 0
 
-    def on_train_epoch_start(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def on_train_epoch_start(self, ctx) -> None:
+        self.epoch = int(ctx.epoch)
 
     @property
     def in_warmup(self) -> bool:
@@ -56,7 +67,7 @@ class Supervised(Method):
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         out = self.host(batch["image"])
         if self.in_warmup:
-            loss = self.loss_fn(out[self.warmup_output], batch["mask"])
+            loss = self.loss_fn(out[self.warmup_output], batch["target"])
         else:
-            loss = deep_supervision_loss(out, batch["mask"], self.loss_fn, self.cfg.aux_weight)
+            loss = deep_supervision_loss(out, batch["target"], self.loss_fn, self.cfg.aux_weight)
         return loss, {"loss": loss.detach()}

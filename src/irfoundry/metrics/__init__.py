@@ -48,6 +48,7 @@ from irfoundry.metrics.functional import (
     HSE_DEFINITION,
     MATCHINGS,
     Counters,
+    REPORTED,
     MetricSettings,
     binarize,
     evaluate_images,
@@ -60,6 +61,7 @@ from irfoundry.metrics.modules import HIoU, IoU, IRSTDMetrics, MultiThresholdCur
 from irfoundry.metrics.targets import GTTarget, PredTarget, TargetMatch, match_targets
 
 __all__ = [
+    "REPORTED",
     "DEFAULT_HSE_THRESHOLDS",
     "DEFINITION",
     "HSE_DEFINITION",

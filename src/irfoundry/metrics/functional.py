@@ -69,9 +69,15 @@ __all__ = [
     "summarize",
     "hse",
     "roc_pr",
+    "REPORTED",
 ]
 
 DEFINITION = "irstd-metrics-v1"
+
+#: the scalar metrics every irfoundry output reports at the evaluation threshold (validation logs
+#: ``val/<key>``, ``metrics.json`` of ``eval`` / ``eval-maps``, benchmark rows), in this order
+REPORTED = ("iou", "niou", "pd", "fa", "target_precision", "target_f1")
+
 HSE_DEFINITION = "hse-recon-v1"
 MATCHINGS = ("greedy", "hungarian", "overlap")
 #: 0.05, 0.10, ..., 0.95 (19 thresholds), the HSE default.

@@ -26,7 +26,7 @@ class ModelEntry:
 
     Attributes:
         name: registry key, lower case.
-        builder: keyword-only factory ``builder(*, in_chans=1, **kwargs) -> HostNet``.
+        builder: keyword-only factory ``builder(*, in_chans=1, **kwargs) -> SegmentationModel``.
         published_params: trainable parameters reported by the paper / reference code (1-channel input),
             or ``None`` when there is nothing published to compare with.
         published_macs: multiply-accumulates at 1x1x256x256 as published, or ``None``.
@@ -101,10 +101,11 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, in_chans: int = 1, **kwargs):
-    """Build host network ``name`` for ``in_chans`` input channels.
+    """Build model ``name`` for ``in_chans`` input channels.
 
-    Returns an untrained :class:`~irfoundry.models.base.HostNet` whose ``forward`` maps
-    ``B x in_chans x H x W`` (H, W divisible by 32) to logits ``B x 1 x H x W``.
+    Returns an untrained :class:`~irfoundry.models.base.SegmentationModel` whose ``forward`` maps
+    ``B x in_chans x H x W`` (H, W divisible by ``model.input_multiple``) to logits ``B x 1 x H x W``; the
+    IRSTD hosts are :class:`~irfoundry.models.base.HostNet` s (encoder-decoder capability).
     """
     entry = model_entry(name)
     try:

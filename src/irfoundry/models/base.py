@@ -1,6 +1,18 @@
-"""The two-part interface every host network exposes.
+"""The model contracts: a segmentation model, and the encoder-decoder capability of host networks.
 
-A host is an encoder-decoder IRSTD network split into
+**Segmentation model** (:class:`SegmentationModel`, every registered model): ``forward(x)`` maps
+``B x in_chans x H x W`` with ``H, W`` multiples of ``model.input_multiple`` to logits, never probabilities
+(``Sam.mask_threshold``-style, explicit):
+
+* eval mode: a tensor ``B x 1 x H x W``;
+* training mode with deep supervision: a list ``[main, aux_1, ...]`` of ``B x 1 x H x W`` logits,
+  the main output first. Models without deep supervision return a tensor in both modes.
+
+Deep supervision is decided by ``self.training``, never by a ``mode`` flag. ``input_multiple`` is what
+the inference path pads to, what the data config's crop size is checked against, and what the generic
+model tests feed; ``in_chans`` is the number of input channels the model was built for.
+
+**Encoder-decoder capability** (:class:`HostNet`, the IRSTD hosts): the network splits into
 
 * ``encode(x) -> list[Tensor]``: the encoder stage features the decoder consumes, shallow to deep.
   Stage ``i`` has ``stage_channels[i]`` channels at stride ``stage_strides[i]``
@@ -8,15 +20,8 @@ A host is an encoder-decoder IRSTD network split into
 * ``decode(features, input_size) -> Tensor | list[Tensor]``: everything after the encoder.
 
 ``forward(x) = decode(encode(x), x.shape[-2:])``. A fusion module can therefore change the bottleneck
-(FDEP's SAMF) or every stage (SCAM) between the two calls without editing the host.
-
-Output contract (``Sam.mask_threshold``-style, explicit): logits, never probabilities.
-
-* eval mode: a tensor ``B x 1 x H x W``;
-* training mode with deep supervision: a list ``[main, aux_1, ...]`` of ``B x 1 x H x W`` logits,
-  the main output first. Hosts without deep supervision return a tensor in both modes.
-
-Deep supervision is decided by ``self.training``, never by a ``mode`` flag.
+(FDEP's SAMF) or every stage (SCAM) between the two calls without editing the host; methods that need it
+check :func:`is_encoder_decoder`.
 """
 
 from __future__ import annotations
@@ -29,27 +34,39 @@ from torch import Tensor, nn
 
 from irfoundry.errors import ModelError
 
-#: every host accepts inputs whose height and width are multiples of this
-INPUT_MULTIPLE = 32
+#: the input multiple of the IRSTD hosts (five stride-2 stages); a model may declare another
+DEFAULT_INPUT_MULTIPLE = 32
 
 
-class HostNet(nn.Module):
-    """Base class of host networks. Subclasses set ``stage_channels`` / ``stage_strides``
-    in ``__init__`` and implement :meth:`encode` and :meth:`decode`."""
+class SegmentationModel(nn.Module):
+    """Base class of every registered model (see the module docstring for the contract)."""
 
-    stage_channels: tuple[int, ...] = ()
-    stage_strides: tuple[int, ...] = ()
+    #: height and width of every input must be multiples of this
+    input_multiple: int = DEFAULT_INPUT_MULTIPLE
     #: submodules the reference builds but never calls (kept so reference checkpoints load strictly);
-    #: they get no gradient, so DDP needs ``find_unused_parameters=True`` for such hosts
+    #: they get no gradient, so DDP needs ``find_unused_parameters=True`` for such models
     unused_modules: tuple[str, ...] = ()
     #: convolutions that map features to output logits (main and deep-supervision heads);
-    #: :func:`init_output_prior` sets their bias
+    #: :func:`init_output_probability` sets them
     logit_layers: tuple[str, ...] = ()
     #: convolutions whose *inputs* are logits (a fusion of side outputs, e.g. MSHNet ``final``)
     logit_fusion_layers: tuple[str, ...] = ()
     #: filled in by :func:`irfoundry.models.create_model`
     model_name: str = ""
     model_kwargs: dict = {}
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels the model was built for (``create_model(name, in_chans=...)``)."""
+        return int(self.model_kwargs.get("in_chans", 1))
+
+
+class HostNet(SegmentationModel):
+    """An encoder-decoder host network. Subclasses set ``stage_channels`` / ``stage_strides``
+    in ``__init__`` and implement :meth:`encode` and :meth:`decode`."""
+
+    stage_channels: tuple[int, ...] = ()
+    stage_strides: tuple[int, ...] = ()
 
     @property
     def feature_info(self) -> list[dict]:
@@ -68,11 +85,21 @@ class HostNet(nn.Module):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
-        check_input_size(x)
+        check_input_size(x, self.input_multiple)
         return self.decode(self.encode(x), (x.shape[-2], x.shape[-1]))
 
 
-def check_input_size(x: Tensor, multiple: int = INPUT_MULTIPLE) -> None:
+def is_encoder_decoder(model: nn.Module) -> bool:
+    """Whether ``model`` offers the encoder-decoder capability (``encode`` / ``decode`` and declared stages)."""
+    return isinstance(model, HostNet) and len(model.stage_channels) > 0
+
+
+def input_multiple(model: nn.Module) -> int:
+    """The input multiple a model declares (:data:`DEFAULT_INPUT_MULTIPLE` for plain ``nn.Module`` s)."""
+    return int(getattr(model, "input_multiple", DEFAULT_INPUT_MULTIPLE))
+
+
+def check_input_size(x: Tensor, multiple: int = DEFAULT_INPUT_MULTIPLE) -> None:
     """Raise :class:`ModelError` unless ``x`` is ``B x C x H x W`` with H, W multiples of ``multiple``."""
     if x.dim() != 4:
         raise ModelError(f"expected a B x C x H x W tensor, got shape {tuple(x.shape)}")
@@ -94,13 +121,13 @@ def count_params(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def init_output_prior(model: HostNet, prior_prob: float, weight_std: float | None = 0.01) -> float:
-    """Start every output of ``model`` at probability ``prior_prob`` (the RetinaNet prior initialisation).
+def init_output_probability(model: SegmentationModel, prob: float, weight_std: float | None = 0.01) -> float:
+    """Start every output of ``model`` at probability ``prob`` (RetinaNet's output initialisation).
 
-    Sets the bias of each :attr:`HostNet.logit_layers` convolution to ``b = log(p / (1 - p))`` and redraws
+    Sets the bias of each :attr:`SegmentationModel.logit_layers` convolution to ``b = log(p / (1 - p))`` and redraws
     its weights from ``N(0, weight_std^2)``, as RetinaNet does for its classification head (Lin et al.,
     section 4.1; torchvision's ``RetinaNetClassificationHead``: ``normal_(std=0.01)``, prior bias), so every
-    pixel starts at about ``p``. For a :attr:`HostNet.logit_fusion_layers` convolution (whose inputs are
+    pixel starts at about ``p``. For a :attr:`SegmentationModel.logit_fusion_layers` convolution (whose inputs are
     those logits) the weights are kept and the bias is ``b * (1 - sum(weight))``, so that side outputs all
     equal to ``b`` fuse to ``b``. ``weight_std=None`` keeps the host's own logit weights (bias only; the
     behaviour before 2026-11-29, kept to reproduce ``docs/results/fdep_gain_*_biasinit.json``). Returns ``b``.
@@ -119,16 +146,16 @@ def init_output_prior(model: HostNet, prior_prob: float, weight_std: float | Non
     a target in 20 epochs (``fdep_gain_sirst_biasinit.json``). Weights of size ``weight_std`` change sign
     within a few Adam steps.
 
-    Raises :class:`ModelError` for ``prior_prob`` outside (0, 1), a negative ``weight_std`` or a host that
+    Raises :class:`ModelError` for ``prob`` outside (0, 1), a negative ``weight_std`` or a host that
     names no logit layer.
     """
-    if not 0.0 < prior_prob < 1.0:
-        raise ModelError(f"prior_prob must be in (0, 1), got {prior_prob!r}")
+    if not 0.0 < prob < 1.0:
+        raise ModelError(f"prob must be in (0, 1), got {prob!r}")
     if weight_std is not None and not weight_std >= 0.0:
         raise ModelError(f"weight_std must be null or >= 0, got {weight_std!r}")
     if not model.logit_layers:
-        raise ModelError(f"{type(model).__name__} names no logit_layers; it cannot take an output prior")
-    bias = math.log(prior_prob / (1.0 - prior_prob))
+        raise ModelError(f"{type(model).__name__} names no logit_layers; its outputs cannot be initialised")
+    bias = math.log(prob / (1.0 - prob))
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name in (*model.logit_layers, *model.logit_fusion_layers):

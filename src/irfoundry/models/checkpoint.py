@@ -13,6 +13,7 @@ Our own format is safetensors plus a JSON sidecar of the same stem (``model.safe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -28,6 +29,23 @@ from irfoundry.models._registry import create_model, model_entry
 
 #: wrapper prefixes stripped from reference keys, outermost first
 WRAPPER_PREFIXES = ("module.", "model.", "net.")
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (remembered per path, size and mtime for this process)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
 
 
 def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:

@@ -1,0 +1,57 @@
+"""Every part of a run built from its config, before anything is written.
+
+:func:`build_run` is the one builder: the host from the registry (with its output initialisation), the
+data module (splits resolved, label source checked, normalisation statistics computed on the training
+images), the method from its typed options (its builder constructs the modules the options name and
+injects them), and the LightningModule. Any bad value, missing file or impossible combination raises here,
+so ``train`` writes the run folder only once all of it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from irfoundry.engine.config import RunConfig
+from irfoundry.engine.datamodule import IRSTDDataModule
+from irfoundry.engine.module import IRSTDModule
+from irfoundry.errors import ConfigError
+from irfoundry.methods import build_method
+from irfoundry.methods.base import Method
+from irfoundry.methods.context import BuildEnv
+from irfoundry.models import create_model, init_output_probability, input_multiple
+
+
+@dataclass
+class RunParts:
+    """What :func:`build_run` built."""
+
+    cfg: RunConfig
+    host: object
+    datamodule: IRSTDDataModule
+    method: Method
+    module: IRSTDModule
+
+
+def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_dir: Path | None = None) -> RunParts:
+    """Build host, data, method and module of ``cfg`` (``norm``: saved statistics of a resumed run).
+
+    Raises:
+        ConfigError / DataError / ModelError: naming the key or file, before anything is written.
+    """
+    host = create_model(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
+    multiple = input_multiple(host)
+    if cfg.data.crop_size % multiple:
+        raise ConfigError(
+            f"data.crop_size must be a multiple of {multiple} (the input multiple of model {cfg.model.name!r}), "
+            f"got {cfg.data.crop_size}"
+        )
+    if cfg.model.init_prob is not None:  # a resumed run then loads its own weights over it
+        init_output_probability(host, cfg.model.init_prob, cfg.model.init_weight_std)
+    dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm, multiple=multiple)
+    method = build_method(cfg.method, host, BuildEnv(norm=dm.norm))
+    dm.request_features(method.data_requests().features)
+    module = IRSTDModule(method, cfg.optim, gradient_clip_val=cfg.trainer.gradient_clip_val, run_dir=run_dir,
+                         norm=dm.norm)
+    return RunParts(cfg=cfg, host=host, datamodule=dm, method=method, module=module)

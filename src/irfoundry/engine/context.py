@@ -1,0 +1,159 @@
+"""The engine's :class:`~irfoundry.methods.context.StepContext`: what a method's hooks see of Lightning.
+
+One object per :class:`~irfoundry.engine.module.IRSTDModule`, handed to every method hook. It forwards
+to the LightningModule (optimisers, manual backward with the NaN guard, gradient clipping that also works
+under manual optimisation, logging) and to the datamodule (named loaders), and it is the only place a
+method's training touches Lightning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+import torch
+from torch import Tensor
+
+from irfoundry.errors import ConfigError, IRFoundryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from irfoundry.engine.module import IRSTDModule
+
+
+class TrainingDiverged(IRFoundryError):
+    """The loss became NaN or infinite; the message names the step and the batch's image ids."""
+
+
+class LightningStepContext:
+    """:class:`~irfoundry.methods.context.StepContext` over an :class:`IRSTDModule` (see that protocol)."""
+
+    def __init__(self, module: "IRSTDModule", run_dir: Path | None = None, norm: Mapping[str, float] | None = None):
+        self._module = module
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.norm = dict(norm or {"mean": 0.0, "std": 1.0})
+        #: the batch being trained on (for the NaN guard's message and the logged batch size)
+        self.batch: Mapping | None = None
+        self.batch_idx = 0
+        self._iterators: dict[str, Iterator] = {}
+
+    # ------------------------------------------------------------------ state of the run
+    @property
+    def _trainer(self):
+        return self._module.trainer
+
+    @property
+    def epoch(self) -> int:
+        return int(self._module.current_epoch)
+
+    @property
+    def global_step(self) -> int:
+        """Optimiser steps so far as Lightning counts them (under manual optimisation: every
+        ``optimizer.step()`` of every optimiser)."""
+        return int(self._module.global_step)
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self._trainer.max_epochs)
+
+    @property
+    def world_size(self) -> int:
+        return int(self._trainer.world_size)
+
+    @property
+    def rank(self) -> int:
+        return int(self._trainer.global_rank)
+
+    @property
+    def device(self) -> torch.device:
+        return self._module.device
+
+    # ------------------------------------------------------------------ optimisation
+    def optimizers(self) -> dict[str, Any]:
+        opts = self._module.optimizers(use_pl_optimizer=True)
+        opts = opts if isinstance(opts, (list, tuple)) else [opts]
+        return dict(zip(self._module.optimizer_names, opts))
+
+    def check_finite(self, loss: Tensor, what: str = "loss") -> None:
+        """The NaN guard: every process stops at the same step when any has a non-finite ``loss``."""
+        local_ok = bool(torch.isfinite(loss.detach()).all())
+        ok = local_ok
+        if self.world_size > 1:
+            # every process must stop at the same step, or the others wait forever in the gradient all-reduce
+            ok = self._trainer.strategy.reduce_boolean_decision(local_ok, all=True)
+        if not ok:
+            ids = ", ".join(map(str, (self.batch or {}).get("id", [])))
+            value = f"{loss.detach().float().mean().item()}" if not local_ok else "non-finite on another process"
+            raise TrainingDiverged(
+                f"{what} became {value} at epoch {self.epoch}, global step {self.global_step} "
+                f"(batch {self.batch_idx}, images: {ids}). The last good checkpoint is kept in the run folder; "
+                "lower optim.lr, check these images, or enable trainer.gradient_clip_val."
+            )
+
+    def manual_backward(self, loss: Tensor, what: str = "loss") -> None:
+        self.check_finite(loss, what)
+        self._module.manual_backward(loss)
+
+    def clip_gradients(self, optimizer: Any, max_norm: float | None = None) -> None:
+        value = max_norm if max_norm is not None else self._module.gradient_clip_val
+        if value:
+            self._module.clip_gradients(optimizer, gradient_clip_val=float(value), gradient_clip_algorithm="norm")
+
+    # ------------------------------------------------------------------ data
+    def _named(self, name: str):
+        dm = self._trainer.datamodule
+        if dm is None or not hasattr(dm, "named_loader"):
+            raise ConfigError(f"loader {name!r} needs the irfoundry datamodule")
+        if name not in self._module.requested_loaders:
+            raise ConfigError(f"loader {name!r} was not requested: add it to the method's data_requests().loaders")
+        loader = dm.named_loader(name)
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.epoch)
+        return loader
+
+    def _to_device(self, batch):
+        return self._trainer.strategy.batch_to_device(batch)
+
+    def loader(self, name: str):
+        for batch in self._named(name):
+            yield self._to_device(batch)
+
+    def next_batch(self, name: str) -> dict:
+        it = self._iterators.get(name)
+        try:
+            if it is None:
+                raise StopIteration
+            batch = next(it)
+        except StopIteration:
+            it = self._iterators[name] = iter(self._named(name))
+            batch = next(it)
+        return self._to_device(batch)
+
+    def new_epoch(self) -> None:
+        """Forget the named loaders' iterators: every epoch draws its own seeded order (exact on resume)."""
+        self._iterators.clear()
+
+    # ------------------------------------------------------------------ processes
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        if self.world_size == 1:
+            return [obj]
+        out = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        self._trainer.strategy.barrier()
+
+    # ------------------------------------------------------------------ logging
+    def _batch_size(self) -> int | None:
+        image = (self.batch or {}).get("image")
+        return int(image.shape[0]) if isinstance(image, Tensor) else None
+
+    def log(self, name: str, value, *, on_step: bool = False, on_epoch: bool = True) -> None:
+        self._module.log(name, value, on_step=on_step, on_epoch=on_epoch, batch_size=self._batch_size(), sync_dist=True)
+
+    def log_dict(self, values: Mapping[str, Any]) -> None:
+        for k, v in values.items():
+            # sync_dist: the mean over all processes (a no-op with one process)
+            self._module.log(f"train/{k}", v, prog_bar=k == "loss", on_step=True, on_epoch=True,
+                             batch_size=self._batch_size(), sync_dist=True)

@@ -1,0 +1,148 @@
+"""The one inference path: normalise -> pad -> forward -> sigmoid -> crop back, at native resolution.
+
+Validation (every branch of a method), ``irfoundry eval``, ``irfoundry predict`` and label updates on full
+training images all go through these functions, so they can never disagree:
+
+* :func:`padded_canvas` is the padding policy (the one place it lives): where a ``h x w`` image sits on
+  the canvas the network sees. ``multiple`` (default): bottom / right zero padding up to the next multiple of
+  the model's ``input_multiple`` (none when already divisible). Nothing is ever resized.
+* :func:`pad_collate` pads full images of any sizes into one batch (image, and ground truth / targets) and
+  records each image's box on the canvas; :func:`probabilities` runs a network on a padded batch and crops
+  every probability map back to its box.
+* :class:`Predictor` carries a network with its normalisation, input multiple and padding policy: raw
+  ``[0, 1]`` images in, probability maps out; :meth:`Predictor.from_checkpoint` builds one from a weights
+  file or run folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from irfoundry.data.collate import collate
+from irfoundry.errors import ConfigError
+from irfoundry.models.base import input_multiple, main_output
+
+__all__ = ["PADDING_POLICIES", "Predictor", "crop", "pad_collate", "padded_canvas", "probabilities"]
+
+#: padding policies of :func:`padded_canvas`
+PADDING_POLICIES = ("multiple",)
+
+#: item keys holding ``C x H x W`` maps at the image's size, padded with the image
+SPATIAL_KEYS = ("image", "mask", "target")
+
+Box = tuple[int, int, int, int]
+"""``(top, left, height, width)`` of an image on the padded canvas."""
+
+
+def padded_canvas(h: int, w: int, multiple: int, policy: str = "multiple") -> tuple[int, int, int, int]:
+    """``(H, W, top, left)``: the canvas a ``h x w`` image is padded to and where the image sits on it."""
+    if policy not in PADDING_POLICIES:
+        raise ConfigError(f"padding policy {policy!r} is not one of {', '.join(PADDING_POLICIES)}")
+    if multiple < 1:
+        raise ConfigError(f"input multiple must be positive, got {multiple}")
+    return -(-h // multiple) * multiple, -(-w // multiple) * multiple, 0, 0
+
+
+def pad_collate(items: Sequence[dict], *, multiple: int, policy: str = "multiple") -> dict:
+    """Full images of any sizes -> one batch: every :data:`SPATIAL_KEYS` map padded (zeros) onto a common
+    canvas (the largest image's, by ``policy``), ``box`` the ``(top, left, h, w)`` of each image on it and
+    ``size`` its native ``(h, w)``; every other key collated by :func:`irfoundry.data.collate`."""
+    sizes = [tuple(int(v) for v in it["image"].shape[-2:]) for it in items]
+    H = W = 0
+    boxes: list[Box] = []
+    for h, w in sizes:
+        ch, cw, top, left = padded_canvas(h, w, multiple, policy)
+        H, W = max(H, ch), max(W, cw)
+        boxes.append((top, left, h, w))
+
+    def pad(t: Tensor, box: Box) -> Tensor:
+        top, left, h, w = box
+        return F.pad(t, (left, W - left - w, top, H - top - h))
+
+    padded = []
+    for it, box in zip(items, boxes):
+        q = dict(it)
+        for k in SPATIAL_KEYS:
+            if k in q:
+                q[k] = pad(q[k], box)
+        q["size"] = (box[2], box[3])
+        q["box"] = box
+        padded.append(q)
+    return collate(padded)
+
+
+def crop(x: Tensor, box: Box) -> Tensor:
+    """The ``box`` of the last two dims of ``x`` (undoes :func:`pad_collate`)."""
+    top, left, h, w = (int(v) for v in box)
+    return x[..., top : top + h, left : left + w]
+
+
+def probabilities(fn: Callable[[Tensor], Tensor], images: Tensor, boxes: Sequence[Box]) -> list[Tensor]:
+    """Run ``fn`` (normalised padded images ``B x C x H x W`` -> logits, or a deep-supervision list) and
+    return each image's probability map ``h x w`` (float32, the main output, cropped back to its box)."""
+    logits = main_output(fn(images)).detach().float()
+    return [torch.sigmoid(crop(logits[i, 0], box)) for i, box in enumerate(boxes)]
+
+
+class Predictor:
+    """A network with what running it needs: normalisation, input multiple, padding policy, device.
+
+    Args:
+        fn: ``B x C x H x W`` normalised images -> logits (a model, or a method's branch).
+        norm: ``{"mean", "std"}`` in [0, 1] units (the run's train-split statistics).
+        multiple: the network's input multiple (default: ``fn.input_multiple`` or 32).
+        padding: padding policy (:data:`PADDING_POLICIES`).
+        device: where ``fn`` runs.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Tensor], Tensor],
+        *,
+        norm: Mapping[str, float],
+        multiple: int | None = None,
+        padding: str = "multiple",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        padded_canvas(1, 1, multiple or 1, padding)  # checks the policy
+        self.fn = fn
+        self.norm = {"mean": float(norm["mean"]), "std": float(norm["std"])}
+        self.multiple = int(multiple or input_multiple(fn))
+        self.padding = padding
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, which: str = "best", *, device: str = "cpu",
+                        padding: str = "multiple") -> tuple["Predictor", dict]:
+        """A predictor of a weights file or run folder, and the checkpoint's metadata."""
+        from irfoundry.engine.runs import load_checkpoint
+
+        model, meta = load_checkpoint(path, which)
+        model = model.to(device).eval()
+        return cls(model, norm=meta["norm"], multiple=input_multiple(model), padding=padding, device=device), meta
+
+    def normalise(self, image: np.ndarray) -> Tensor:
+        """``float32 H x W`` in [0, 1] -> ``1 x H x W`` normalised as the training images were."""
+        x = (np.asarray(image, dtype=np.float32) - np.float32(self.norm["mean"])) / np.float32(self.norm["std"])
+        return torch.from_numpy(np.ascontiguousarray(x))[None]
+
+    def collate(self, items: Sequence[dict]) -> dict:
+        """:func:`pad_collate` with this predictor's multiple and policy (a DataLoader ``collate_fn``)."""
+        return pad_collate(items, multiple=self.multiple, policy=self.padding)
+
+    @torch.no_grad()
+    def batch_probabilities(self, batch: Mapping) -> list[Tensor]:
+        """Probability maps (``h x w`` each, on the CPU) of a :meth:`collate` d batch."""
+        probs = probabilities(self.fn, batch["image"].to(self.device), batch["box"])
+        return [p.cpu() for p in probs]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """One raw image (``float32 H x W`` in [0, 1]) -> its probability map ``float32 H x W``."""
+        batch = self.collate([{"image": self.normalise(image)}])
+        return self.batch_probabilities(batch)[0].numpy()

@@ -1,0 +1,207 @@
+"""What a method may ask of the engine: the step context and its data requests.
+
+Methods never import the engine (nor Lightning). The engine hands every training hook a
+:class:`StepContext`, implemented by :class:`irfoundry.engine.context.LightningStepContext`; tests and
+other training loops may implement it themselves. Before training, the engine reads the method's
+:class:`DataRequests` (:meth:`irfoundry.methods.Method.data_requests`) to build what the method's batches
+and loaders need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """Serve a frozen model's features of every training image as ``batch[name]``.
+
+    The features are computed once per un-augmented training image (a
+    :class:`~irfoundry.foundation.cache.FeatureCache`) and cut to each crop, turned like it.
+
+    Attributes:
+        name: batch key (``"foundation"`` for FDEP).
+        model: the frozen model (``forward(x in [0, 1]) -> list[maps]``, ``feature_info``, ``cache_key()``).
+        root: ``None`` keeps the features in memory; a directory keeps them memory-mapped there (reused).
+    """
+
+    name: str
+    model: nn.Module
+    root: str | None = None
+
+
+@dataclass(frozen=True)
+class DataRequests:
+    """What a method needs from the data side besides the configured training batches.
+
+    Attributes:
+        features: per-crop feature stores to attach to training batches (:class:`FeatureRequest`).
+        loaders: named extra loaders the method iterates through :meth:`StepContext.loader` /
+            :meth:`StepContext.next_batch` (``"train_full"``: the training images whole, un-augmented, each
+            rank its shard; ``"val_crops"``: augmented crops of the validation split, like training crops).
+    """
+
+    features: Sequence[FeatureRequest] = ()
+    loaders: Sequence[str] = ()
+
+
+LOADER_NAMES = ("train_full", "val_crops")
+"""The named loaders an engine offers (see :class:`DataRequests`)."""
+
+
+class StepContext(Protocol):
+    """The engine, as a method's training hooks see it.
+
+    Attributes:
+        epoch: 0-based epoch of the trainer (restored by ``--resume``).
+        global_step: optimiser steps taken so far, as Lightning counts them (under manual optimisation every
+            ``optimizer.step()`` of every optimiser counts).
+        max_epochs: the run's length in epochs.
+        world_size, rank: processes of the run (1 and 0 without DDP).
+        device: where the method's parameters live.
+        run_dir: the run folder (for stores the method saves), ``None`` outside ``train``.
+        norm: the run's train-split normalisation ``{"mean", "std"}`` in [0, 1] units.
+    """
+
+    epoch: int
+    global_step: int
+    max_epochs: int
+    world_size: int
+    rank: int
+    device: torch.device
+    run_dir: Path | None
+    norm: Mapping[str, float]
+
+    def optimizers(self) -> dict[str, Any]:
+        """The method's optimisers by :class:`~irfoundry.optim.OptimizerSpec` name (manual optimisation)."""
+        ...
+
+    def manual_backward(self, loss: Tensor, what: str = "loss") -> None:
+        """``loss.backward()`` through the engine (precision, DDP), after the NaN guard: a non-finite loss
+        on any process stops the run with a message naming the step and the batch's images."""
+        ...
+
+    def clip_gradients(self, optimizer: Any, max_norm: float | None = None) -> None:
+        """Clip the gradient norm of ``optimizer``'s parameters to ``max_norm`` (default:
+        ``trainer.gradient_clip_val``; nothing when both are unset). Works under manual optimisation."""
+        ...
+
+    def loader(self, name: str) -> Iterable[dict]:
+        """A named loader of :attr:`DataRequests.loaders`, batches on :attr:`device`."""
+        ...
+
+    def next_batch(self, name: str) -> dict:
+        """The next batch of a named loader, cycling through it (seeded, so a resumed run draws the same)."""
+        ...
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """``obj`` of every process, in rank order (``[obj]`` with one process)."""
+        ...
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+        ...
+
+    def log(self, name: str, value: float | Tensor, *, on_step: bool = False, on_epoch: bool = True) -> None:
+        """Log a scalar (mean over processes)."""
+        ...
+
+    def log_dict(self, values: Mapping[str, float | Tensor]) -> None:
+        """Log training scalars under ``train/`` (per step and epoch mean, averaged over processes)."""
+        ...
+
+
+@dataclass
+class NoOptions:
+    """Options of a method that takes none."""
+
+
+def check_finite(loss: Tensor, what: str = "loss") -> None:
+    """Raise ``FloatingPointError`` when ``loss`` is NaN or infinite (the engine turns it into a named error)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what} is {loss.item()}")
+
+
+@dataclass(frozen=True)
+class BuildEnv:
+    """What a method's builder may use besides its options (constructor injection happens there).
+
+    Attributes:
+        norm: the train-split normalisation (``{"mean", "std"}``, [0, 1] units).
+        device: where training will run (foundation models are built there when it is known).
+    """
+
+    norm: Mapping[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
+    device: str | None = None
+
+
+Branch = Callable[[Tensor], Tensor]
+"""A network scored on validation: normalised images ``B x C x H x W`` -> logits ``B x 1 x H x W``."""
+
+
+class LocalStepContext:
+    """A single-process, plain-PyTorch :class:`StepContext`: for benchmarks, tests and loops without Lightning.
+
+    ``optimizers`` are the method's own (:meth:`~irfoundry.methods.Method.configure_optimizers`), backward is
+    ``loss.backward()`` after the NaN guard, clipping is ``torch.nn.utils.clip_grad_norm_``, named loaders
+    are the given iterables, and logged values are kept in :attr:`logged` (last value per name).
+    """
+
+    def __init__(self, method: nn.Module, optimizers: Mapping[str, Any] | None = None, *,
+                 loaders: Mapping[str, Iterable[dict]] | None = None, norm: Mapping[str, float] | None = None,
+                 max_epochs: int = 1, gradient_clip_val: float | None = None) -> None:
+        self.method = method
+        self._optimizers = dict(optimizers or {})
+        self._loaders = dict(loaders or {})
+        self._iterators: dict[str, Any] = {}
+        self.norm = dict(norm or {"mean": 0.0, "std": 1.0})
+        self.epoch, self.global_step, self.max_epochs = 0, 0, int(max_epochs)
+        self.world_size, self.rank, self.run_dir = 1, 0, None
+        self.gradient_clip_val = gradient_clip_val
+        self.logged: dict[str, float] = {}
+
+    @property
+    def device(self) -> torch.device:
+        p = next(iter(self.method.parameters()), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def optimizers(self) -> dict[str, Any]:
+        return self._optimizers
+
+    def manual_backward(self, loss: Tensor, what: str = "loss") -> None:
+        check_finite(loss, what)
+        loss.backward()
+
+    def clip_gradients(self, optimizer: Any, max_norm: float | None = None) -> None:
+        value = max_norm if max_norm is not None else self.gradient_clip_val
+        if value:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, float(value))
+
+    def loader(self, name: str) -> Iterable[dict]:
+        return self._loaders[name]
+
+    def next_batch(self, name: str) -> dict:
+        try:
+            return next(self._iterators[name])
+        except (KeyError, StopIteration):
+            self._iterators[name] = iter(self._loaders[name])
+            return next(self._iterators[name])
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def barrier(self) -> None:
+        pass
+
+    def log(self, name: str, value, *, on_step: bool = False, on_epoch: bool = True) -> None:
+        self.logged[name] = float(value)
+
+    def log_dict(self, values: Mapping[str, Any]) -> None:
+        for k, v in values.items():
+            self.logged[f"train/{k}"] = float(v)
