@@ -1,41 +1,88 @@
-"""Every shipped config in configs/ parses, names a registered host and method, and points at the data
-layout README describes (paths relative to the repository root)."""
+"""Configs compose from groups: every named run parses, names registered parts and keeps its protocol; user
+files compose groups with ``defaults``; bad group names are named."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+import yaml
 
 from irfoundry.engine import load_config
+from irfoundry.engine.compose import group_names, parse_run_name, read_group, run_names, runs_table
+from irfoundry.errors import ConfigError
 from irfoundry.methods import list_methods
 from irfoundry.methods.fdep import FDEPOptions
 from irfoundry.models import list_models
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+SHIPPED_HOSTS = {"acm", "alcnet", "alclnet", "dnanet", "mlclnet", "mshnet", "uiunet"}
 
 
-def test_there_are_configs_for_every_family():
-    families = {p.parent.name for p in CONFIGS}
-    assert {"basicirstd", "cpu", "fdep"} <= families
-    fdep = {p.stem for p in CONFIGS if p.parent.name == "fdep"}
-    base = {p.stem for p in CONFIGS if p.parent.name == "basicirstd"}
-    assert fdep == base, "configs/fdep must cover the hosts and datasets of configs/basicirstd"
+def test_families_cover_every_host_and_dataset():
+    assert {"basicirstd", "cpu", "fdep"} <= set(runs_table())
+    assert {"sirst427", "nuaa", "nudt"} <= set(group_names("data"))
+    assert set(list_models()) <= set(group_names("model")), "every registered model is a model group"
+    names = set(run_names())
+    for family in ("basicirstd", "cpu", "fdep"):
+        assert {f"{family}/{h}_{d}" for h in SHIPPED_HOSTS for d in ("sirst427", "nuaa", "nudt")} <= names
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_config_parses_and_names_registered_parts(path):
-    cfg = load_config(path)
-    assert cfg.model.name in list_models()
-    assert cfg.method.name in list_methods()
+@pytest.mark.parametrize("name", [n for n in run_names() if n.split("/")[1].rsplit("_", 1)[0] in SHIPPED_HOSTS])
+def test_named_run_parses_and_keeps_its_protocol(name):
+    cfg = load_config(name)
+    family, rest = name.split("/")
+    assert cfg.model.name in list_models() and cfg.method.name in list_methods()
     assert cfg.data.root.startswith("../shared/data/")
-    assert cfg.trainer.run_name, "shipped configs name their run folder"
-    if cfg.method.name == "fdep":
-        opts = FDEPOptions.from_config(cfg.method)
-        assert opts.num_modules == 4 and opts.stage == -1 and opts.kd_weight == 0.0
-    if "basicirstd" in path.parts:
+    assert cfg.trainer.run_name == rest + runs_table()[family]["suffix"]
+    if family == "fdep":
+        assert isinstance(cfg.method.options, FDEPOptions)
+        assert cfg.method.options.num_modules == 4 and cfg.method.options.stage == -1 and cfg.method.options.kd_weight == 0
+    if family in ("basicirstd", "fdep"):
         assert (cfg.optim.lr, cfg.trainer.batch_size, cfg.data.crop_size, cfg.method.loss) == (5e-4, 16, 256, "softiou")
         assert cfg.trainer.max_epochs == 400 and cfg.optim.milestones == [200, 300]
-        assert cfg.model.prior_prob is None, "the protocol keeps each host's own initialisation"
-    if "cpu" in path.parts and cfg.model.name != "alclnet":
-        assert cfg.model.prior_prob == 0.01, "short budgets start outputs at p = 0.01 (no all-background phase)"
+        assert cfg.model.init_prob is None, "the protocol keeps each host's own initialisation"
+    if family == "cpu":
+        assert cfg.trainer.max_epochs == 100 and cfg.optim.milestones == [50, 75] and cfg.data.crop_size == 128
+        expected = None if cfg.model.name == "alclnet" else 0.01
+        assert cfg.model.init_prob == expected, "short budgets start outputs at p = 0.01 (ALCL-Net starts below)"
+    if rest.endswith(("_nuaa", "_nudt")):
+        assert cfg.data.val_split == "none", "BasicIRSTD's protocol: no validation, the last epoch"
+    else:
+        assert cfg.data.val_split is None and cfg.trainer.val_every == 5
+
+
+def test_the_old_file_spelling_names_the_same_run():
+    assert parse_run_name("configs/fdep/acm_sirst427.yaml") == ("fdep", "acm", "sirst427")
+    assert parse_run_name("cpu/unet_tiny_nudt") == ("cpu", "unet_tiny", "nudt")
+    assert parse_run_name("fdep/acm_nowhere") is None and parse_run_name("nofamily/acm_nudt") is None
+    assert load_config("configs/fdep/acm_sirst427.yaml").to_dict() == load_config("fdep/acm_sirst427").to_dict()
+
+
+def test_a_user_file_composes_groups_and_overrides_them(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text(yaml.safe_dump({"defaults": ["protocol/cpu", "data/nudt", "model/mshnet", "method/fdep"],
+                                 "method": {"options": {"kd_weight": 0.5}}, "trainer": {"max_epochs": 7}}))
+    cfg = load_config(p, ["optim.lr=1e-3"])
+    assert cfg.model.name == "mshnet" and cfg.data.root.endswith("nudt_sirst") and cfg.data.crop_size == 128
+    assert cfg.method.options.kd_weight == 0.5 and cfg.method.options.foundation == "efficientnet_lite0"
+    assert cfg.trainer.max_epochs == 7 and cfg.optim.lr == 1e-3 and cfg.optim.milestones == [50, 75]
+    assert read_group("protocol/cpu")["optim"]["scheduler"] == "multistep"  # cpu builds on basicirstd
+
+
+@pytest.mark.parametrize("defaults, words", [
+    (["data/nowhere"], ["no config group 'data/nowhere'", "sirst427"]),
+    (["sirst427"], ["GROUP/NAME"]),
+    ("protocol/cpu", None),
+])
+def test_bad_defaults_are_named(tmp_path, defaults, words):
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump({"defaults": defaults}))
+    if words is None:  # a single string is accepted
+        assert load_config(p).trainer.max_epochs == 100
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_a_missing_file_that_is_no_run_says_how_to_list_runs(tmp_path):
+    with pytest.raises(ConfigError, match="irfoundry configs"):
+        load_config(tmp_path / "missing.yaml")

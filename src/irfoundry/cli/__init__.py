@@ -16,7 +16,7 @@ from irfoundry.errors import IRFoundryError
 
 EPILOG = """examples:
   irfoundry quickstart                            # the main job: synthetic data -> train -> eval -> predict
-  irfoundry train configs/acm_sirst427.yaml --set trainer.max_epochs=50
+  irfoundry train cpu/acm_sirst427 --set trainer.max_epochs=50   # a named run; irfoundry configs lists them
   irfoundry eval --checkpoint runs/RUN --data ../shared/data/sirst --split test --out eval/
   irfoundry predict --checkpoint runs/RUN images/ --out preds/
   irfoundry data synth --out synth_sirst          # embedded default dataset (SIRST layout)
@@ -24,6 +24,7 @@ EPILOG = """examples:
   irfoundry models                                # host networks with params and MACs
   irfoundry models import ACM_400.pth.tar --model acm --out acm.safetensors
   irfoundry bench train                           # images/s of every host (training step, inference)
+  irfoundry study run fdep_gain --out gain.json   # seeds x datasets x hosts x arms, paired comparisons
 """
 
 
@@ -43,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     from irfoundry.cli import data as data_cli
     from irfoundry.cli import engine as engine_cli
     from irfoundry.cli import models as models_cli
+    from irfoundry.cli import study as study_cli
 
     engine_cli.add_parsers(sub)
     data_cli.add_parser(sub)
     models_cli.add_parser(sub)
     bench_cli.add_parser(sub)
+    study_cli.add_parser(sub)
     return parser
 
 

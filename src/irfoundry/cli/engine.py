@@ -9,14 +9,22 @@ import sys
 RAW = argparse.RawDescriptionHelpFormatter
 
 TRAIN_EPILOG = """examples:
-  irfoundry train configs/acm_sirst427.yaml
-  irfoundry train configs/acm_sirst427.yaml --set optim.lr=1e-3 --set trainer.max_epochs=50
-  irfoundry train configs/acm_sirst427.yaml --set trainer.devices=2 --set trainer.strategy=ddp
-  irfoundry train --resume runs/acm_sirst_supervised_20261121-101500     # continue an interrupted run
+  irfoundry train cpu/acm_sirst427                                  # a named run (irfoundry configs lists them)
+  irfoundry train fdep/acm_sirst427 --set optim.lr=1e-3 --set trainer.max_epochs=50
+  irfoundry train cpu/acm_sirst427 --set trainer.devices=2 --set trainer.strategy=ddp
+  irfoundry train my_run.yaml        # a YAML file; 'defaults: [protocol/cpu, data/nudt, model/acm, method/fdep]'
+  irfoundry train --resume runs/acm_sirst427                         # continue an interrupted run
 
-Config sections: data, model, method, optim, trainer (see irfoundry/engine/config.py for every key).
-The run folder gets config.yaml (resolved), norm.json (train-split statistics), best/last.safetensors
-(+ .json), resume.ckpt, CSV and TensorBoard logs. 'best' is selected on the validation split.
+Config sections: data, model, method, optim, trainer (see irfoundry/engine/config.py for every key;
+method.options are the method's own, checked when the config is loaded). Every part is built before the
+run folder is written, so a bad value leaves nothing behind. The run folder gets config.yaml (resolved),
+norm.json (train-split statistics), best/last.safetensors (+ .json), resume.ckpt, CSV and TensorBoard logs.
+'best' is selected on the validation split.
+"""
+
+CONFIGS_EPILOG = """examples:
+  irfoundry configs                         # run families, groups and the named runs they make
+  irfoundry configs fdep/acm_sirst427       # the resolved config of a named run (or of a YAML file), as YAML
 """
 
 EVAL_EPILOG = """examples:
@@ -77,6 +85,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="override a config value, e.g. optim.lr=1e-3 (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its folder")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("configs", help="list the config groups and named runs, or print a resolved config",
+                       description="Configs compose from groups (data, model, method, protocol); a named run "
+                       "FAMILY/MODEL_DATA needs no file.", epilog=CONFIGS_EPILOG, formatter_class=RAW)
+    p.add_argument("name", nargs="?", help="a named run or YAML file to resolve")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value before printing (repeatable)")
+    p.set_defaults(func=cmd_configs)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split", description="Evaluate a checkpoint.",
                        epilog=EVAL_EPILOG, formatter_class=RAW)
@@ -145,9 +161,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(None, resume=args.resume)
     else:
         if not args.config:
-            raise ConfigError("give a config file (e.g. configs/acm_sirst427.yaml) or --resume RUN_DIR")
+            raise ConfigError("give a config (a named run such as cpu/acm_sirst427, or a YAML file) or --resume RUN_DIR")
         result = train(load_config(args.config, args.overrides))
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from irfoundry.engine.compose import GROUP_KINDS, group_names, runs_table
+    from irfoundry.engine.config import load_config
+
+    if args.name:
+        print(load_config(args.name, args.overrides).to_yaml(), end="")
+        return 0
+    print("run families (irfoundry train FAMILY/MODEL_DATA):")
+    for family, entry in runs_table().items():
+        print(f"  {family:<12} {', '.join(entry['defaults'])} -- {entry['about']}")
+    print("groups (a YAML file composes them with 'defaults: [GROUP/NAME, ...]'):")
+    for kind in GROUP_KINDS:
+        print(f"  {kind:<12} {', '.join(group_names(kind)) or '-'}")
     return 0
 
 
