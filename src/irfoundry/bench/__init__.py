@@ -11,7 +11,8 @@ Every benchmark module offers the same three functions, which ``irfoundry bench`
 Modules: :mod:`irfoundry.bench.train` (training / inference throughput of every host),
 :mod:`irfoundry.bench.metrics` (metrics engine against the naive reference),
 :mod:`irfoundry.bench.foundation` (foundation-model cost with and without the feature cache),
-:mod:`irfoundry.bench.fdep` (FDEP vs host alone vs FDEP with a random prior, several seeds). Import
+:mod:`irfoundry.bench.step_cost` (a method's training step and export against the plain host). Studies
+over seeds (FDEP's gain) are :mod:`irfoundry.study`. Import
 heavy packages inside ``run`` where possible: the CLI imports every module to build its parser.
 """
 

@@ -7,14 +7,14 @@ forward + backward + Adam step of the host, SoftIoU loss; DataLoader included) a
 * ``host``: the host alone (measured before and after the foundation runs; the mean is the reference);
 * ``no_cache``: the foundation forward (``torch.no_grad``) on every crop batch, then the host step;
 * ``cache``: the crop's features looked up in a :class:`~irfoundry.foundation.cache.FeatureCache`
-  (``PriorCollate``: cells cut from the full-image maps, turned like the crop, fp16 -> fp32), then the
+  (the dataset's crop store: cells cut from the full-image maps, turned like the crop, fp16 -> fp32), then the
   host step. The cache build (every training image once, full image) is timed separately and, in the
   ``amortised`` ratio, spread over ``--epochs`` epochs.
 
 What this measures honestly, and what not:
 
-* no fusion module consumes the features yet (FDEP's SAMF comes later), so both foundation variants pay
-  for *producing* the features only; the host step is identical in all three;
+* no fusion module consumes the features here (FDEP's cost is ``irfoundry bench step-cost``), so both
+  foundation variants pay for *producing* the features only; the host step is identical in all three;
 * with ``--max-batches N`` only ``N`` batches (after one untimed warm-up batch) are timed and the epoch
   time is extrapolated to the full epoch (``measured_batches`` / ``batches_per_epoch`` in the output say
   so); the default times whole epochs;
@@ -42,14 +42,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from irfoundry.data import DatasetSpec, IRSTDDataset, TrainTransform, compute_norm_stats
 from irfoundry.bench import write_json
+from irfoundry.data import DatasetSpec, IRSTDDataset, TrainTransform, collate, compute_norm_stats
 from irfoundry.errors import ConfigError
-from irfoundry.foundation.cache import FeatureCache, PriorCollate
+from irfoundry.foundation.cache import FeatureCache
 from irfoundry.losses import deep_supervision_loss, soft_iou_loss
 from irfoundry.models import create_model
 
 DEFAULT_FOUNDATIONS = ("efficientnet_lite0", "dinov2_vits14")
+#: batch key of the cached features
+FEATURES = "foundation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -80,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _host_step(host, opt):
     def step(batch: dict) -> None:
         out = host(batch["image"])
-        loss = deep_supervision_loss(out, batch["mask"], soft_iou_loss)
+        loss = deep_supervision_loss(out, batch["target"], soft_iou_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -119,7 +121,7 @@ def _crop_vs_cache(fm, loader: DataLoader, cache: FeatureCache, mean: float, std
             masks = cache.inside(sid, batch["geometry"][j])
             for lv, m in enumerate(masks):
                 a = ref[lv][j][:, m].float()  # C x n_cells
-                c = batch["prior"][lv][j][:, m]
+                c = batch[FEATURES][lv][j][:, m]
                 if a.numel() == 0:
                     continue
                 num[lv] += float((a - c).square().sum())
@@ -171,15 +173,17 @@ def run(args: dict) -> dict:
     host.train()
     step = _host_step(host, torch.optim.Adam(host.parameters(), lr=5e-4))
 
-    def loader(snap: int = 1, collate=None, jitter: bool = True) -> DataLoader:
+    def loader(cache: FeatureCache | None = None, jitter: bool = True) -> DataLoader:
         kw = {} if jitter else {"jitter": None}
+        snap = cache.alignment if cache is not None else 1
         ds = IRSTDDataset(
-            samples, transform=TrainTransform(crop_size=a["crop_size"], snap=snap, **kw), norm=norm, seed=a["seed"]
+            samples, transform=TrainTransform(crop_size=a["crop_size"], snap=snap, **kw), norm=norm, seed=a["seed"],
+            crop_stores={FEATURES: cache} if cache is not None else None,
         )
         gen = torch.Generator().manual_seed(a["seed"])
         return DataLoader(
             ds, batch_size=a["batch_size"], sampler=RandomSampler(ds, generator=gen), drop_last=True,
-            num_workers=a["num_workers"], collate_fn=collate or _stack,
+            num_workers=a["num_workers"], collate_fn=collate,
         )
 
     result: dict = {
@@ -217,11 +221,10 @@ def run(args: dict) -> dict:
         r["cache_hash_s"] = cache.stats["hash_s"]
         r["cache_reused"] = cache.stats["reused"]
         r["cache_bytes"] = cache.nbytes
-        r["cache"] = _time_epoch(loader(cache.alignment, PriorCollate(cache)), step, a["max_batches"])
+        r["cache"] = _time_epoch(loader(cache), step, a["max_batches"])
         if a["diff_batches"] > 0:
             r["crop_vs_cache"] = _crop_vs_cache(
-                fm, loader(cache.alignment, PriorCollate(cache), jitter=False), cache, norm["mean"], norm["std"],
-                a["diff_batches"],
+                fm, loader(cache, jitter=False), cache, norm["mean"], norm["std"], a["diff_batches"],
             )
         result["foundations"][name] = r
         del cache, fm
@@ -239,14 +242,6 @@ def run(args: dict) -> dict:
     if a["out"]:
         write_json(result, a["out"])
     return result
-
-
-def _stack(items) -> dict:
-    return {
-        "image": torch.stack([it["image"] for it in items]),
-        "mask": torch.stack([it["mask"] for it in items]),
-        "id": [it["id"] for it in items],
-    }
 
 
 def format_table(result: dict) -> str:

@@ -9,9 +9,8 @@ Times (wall clock, ``time.perf_counter``, best of ``repeats``):
 * ``curves101``: the same at ``linspace(0, 1, 101)``.
 
 Predictions are graded perturbations of the real test masks of SIRST v1 (``idx_427``) and NUDT-SIRST
-(``50_50``) (``tests/metrics/synth_preds.py``, seeded). The naive reference lives with the tests
-(``tests/metrics/naive_irstd_metrics.py``) and is never part of the package: this benchmark needs a
-source checkout and loads both files from its ``tests/metrics`` folder. Because the naive sweep is slow,
+(``50_50``) (:mod:`irfoundry.bench.reference.perturb`, seeded), scored by the naive reference
+(:mod:`irfoundry.bench.reference.naive_metrics`, which needs scikit-image: the ``test`` extra). Because the naive sweep is slow,
 it runs on the first ``naive_max_images`` images of each split (``None`` / 0 = all) and the ratio
 compares both engines on exactly those images; the fast engine is also timed on the whole split. Every
 case checks that the integer counts of both engines are identical (``counts_equal``; ``ok`` is False
@@ -21,7 +20,6 @@ otherwise).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import time
@@ -32,10 +30,8 @@ from typing import Any, Sequence
 from irfoundry.bench import write_json
 from irfoundry.errors import ConfigError, DataError, IRFoundryError
 
-#: the source checkout this module belongs to (``src/irfoundry/bench/metrics.py`` -> repository root)
-CHECKOUT = Path(__file__).resolve().parents[3]
-REFERENCE_DIR = CHECKOUT / "tests" / "metrics"
-DEFAULT_DATA_ROOT = CHECKOUT.parent / "shared" / "data"
+#: the real data next to a source checkout (``<checkout>/../shared/data``); pass --data-root elsewhere
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 DATASETS = ("sirst", "nudt")
 _INT_KEYS = ("tp", "fp", "fn", "tn", "hits", "n_pred", "fa_pixels")
 
@@ -62,28 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-def load_reference(folder: str | Path = REFERENCE_DIR) -> tuple[ModuleType, ModuleType]:
-    """The naive reference and the prediction synthesiser from a source checkout's ``tests/metrics``."""
-    folder = Path(folder)
-    naive, synth = folder / "naive_irstd_metrics.py", folder / "synth_preds.py"
-    if not naive.is_file() or not synth.is_file():
-        raise IRFoundryError(
-            "bench metrics needs a source checkout (tests/metrics/naive_irstd_metrics.py); "
-            f"looked in {folder}. Run it from a git clone installed with 'pip install -e .[test]'."
-        )
+def load_reference() -> tuple[ModuleType, ModuleType]:
+    """The naive reference and the prediction synthesiser (:mod:`irfoundry.bench.reference`)."""
     try:
-        return _load(naive, "_irfoundry_naive_irstd_metrics"), _load(synth, "_irfoundry_synth_preds")
+        from irfoundry.bench.reference import naive_metrics, perturb
     except ImportError as exc:
         raise IRFoundryError(
-            f"bench metrics: the naive reference needs the test extra ({exc}); pip install -e '.[test]'"
+            f"bench metrics: the naive reference needs scikit-image, part of the test extra ({exc}); "
+            "pip install 'irfoundry[test]'"
         ) from exc
+    return naive_metrics, perturb
 
 
 def _best(fn, repeats: int) -> tuple[float, Any]:

@@ -124,7 +124,7 @@ def bench_model(name: str, *, size: int = 256, batch: int = 8, steps: int = 5, w
     g = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 1, size, size, generator=g).to(dev)
     masks = (torch.rand(batch, 1, size, size, generator=g) < 0.005).float().to(dev)
-    data = {"image": images, "mask": masks}
+    data = {"image": images, "target": masks}
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "train": ("irfoundry.bench.train", "training / inference images/s of every host network"),
     "metrics": ("irfoundry.bench.metrics", "metrics engine vs the naive reference on SIRST / NUDT test splits"),
     "foundation": ("irfoundry.bench.foundation", "epoch cost of a frozen foundation model with / without the feature cache"),
-    "fdep": ("irfoundry.bench.fdep", "FDEP's gain: host alone vs FDEP vs FDEP with a random prior, several seeds"),
+    "step-cost": ("irfoundry.bench.step_cost", "a method's training step over the host's, and what its export costs"),
 }
 
 EPILOG = """examples:
@@ -22,7 +22,8 @@ EPILOG = """examples:
   irfoundry bench train --models acm,mshnet --json bench_train.json
   irfoundry bench metrics --naive-max-images 40  # fast metrics vs the naive reference (source checkout)
   irfoundry bench foundation --data ../shared/data/sirst:train --max-batches 8
-  irfoundry bench fdep --data ../shared/data/sirst --hosts acm --seeds 0,1,2 --out fdep_gain.json
+  irfoundry bench step-cost --hosts acm,alcnet --method fdep --threads 1
+  (FDEP's gain over seeds is a study: irfoundry study run fdep_gain)
 """
 
 

@@ -1,11 +1,11 @@
-"""Does FDEP's fused branch use the prior? Main minus lightweight validation IoU of ``bench fdep`` runs.
+"""Does FDEP's fused branch use the prior? Main minus lightweight validation IoU of the former ``bench fdep`` runs.
 
 Both branches of an FDEP run are validated at the same epochs (``val/iou``: lightweight, the deployable
-host; ``val_main/iou``: fused with the prior). :func:`irfoundry.bench.fdep.branch_gaps` reads them from the
+host; ``val_main/iou``: fused with the prior). :func:`legacy.branch_gaps` reads them from the
 run folders the results rows name and this prints, per dataset x host x arm, the gap at the last
 validation per seed, the mean gap over all validations and how often the fused branch led.
 
-Usage: ``python benchmarks/fdep_branch_gap.py docs/results/fdep_gain_sirst.json ...`` on the machine that
+Usage: ``python research/fdep/branch_gap.py docs/results/fdep_gain_sirst.json ...`` on the machine that
 holds the run folders.
 """
 
@@ -15,21 +15,23 @@ import json
 import sys
 from pathlib import Path
 
-from irfoundry.bench.fdep import branch_gaps
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # legacy.py beside this script
+
+from legacy import branch_gaps
 from irfoundry.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
     paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
     if not paths:
-        print("usage: python benchmarks/fdep_branch_gap.py RESULTS.json [RESULTS.json ...]", file=sys.stderr)
+        print("usage: python research/fdep/branch_gap.py RESULTS.json [RESULTS.json ...]", file=sys.stderr)
         return 2
     gaps = []
     for path in paths:
         try:
             gaps += branch_gaps(json.loads(path.read_text()))
         except (OSError, ValueError, KeyError, ConfigError) as exc:
-            print(f"{path}: {exc} (expected an `irfoundry bench fdep --out` results file)", file=sys.stderr)
+            print(f"{path}: {exc} (expected a results file of the former `irfoundry bench fdep`)", file=sys.stderr)
             return 1
     print("| data | host | arm | seeds | main - light, last val (per seed) | mean over vals | main ahead |")
     print("|---|---|---|---|---|---|---|")

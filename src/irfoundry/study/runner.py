@@ -1,0 +1,173 @@
+"""Run a study: train every run of the plan, evaluate it on the test split, append its row to one results file.
+
+Resumable at two levels: a results file (``--out``) is appended after every run and the runs already in it
+are skipped, so a study interrupted between runs continues where it stopped; a run interrupted during
+training continues from its last finished epoch (its run folder under the runs folder, when the folder's
+saved config is exactly the config the study wants: anything else is refused and left untouched).
+
+Every config of the plan is built and checked (types, options, names) before the first run trains, so a
+typo in a spec or an override fails at once. A results file records the spec and the overrides it was made
+with; another budget is refused (``--out`` a new file), so rows of one file always share one protocol.
+
+Rows: ``dataset``, ``host``, ``arm``, ``seed``, ``run_name``, ``run_dir``, the test split and its size, the
+test metrics of the deployable network selected on validation (:data:`~irfoundry.study.spec.ROW_METRICS`,
+fractions; HSE in percent), ``best_epoch``, ``val_iou`` (the selection score) and every logged ``val``
+value, ``epoch_seconds`` (median ``train/epoch_seconds``: training batches and data loading, no
+validation), ``train_seconds`` and ``resumed`` when a run was continued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from irfoundry.engine.config import RunConfig, from_dict, merge_overrides
+from irfoundry.errors import ConfigError
+from irfoundry.study.spec import ROW_METRICS, RunKey, StudySpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["join_results", "load_results", "run_study", "write_results"]
+
+RESULTS_FORMAT = "irfoundry-study-1"
+
+
+def load_results(path: str | Path) -> dict:
+    """A results file (``{}`` when it does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); move it away to start a new study") from exc
+
+
+def write_results(doc: dict, path: str | Path) -> str:
+    from irfoundry.bench import write_json
+
+    return write_json(doc, path)
+
+
+def _epoch_seconds(run_dir: Path) -> float | None:
+    """Median ``train/epoch_seconds`` of the run's epoch log; ``None`` without a log."""
+    from irfoundry.engine.logs import METRICS_LOG, read_rows
+
+    values = [float(r["train/epoch_seconds"]) for r in read_rows(run_dir / METRICS_LOG) if r.get("train/epoch_seconds")]
+    return statistics.median(values) if values else None
+
+
+def _resumable(run_dir: Path, cfg: RunConfig) -> bool:
+    """Whether an existing run folder is this very run, interrupted; raises when it is something else."""
+    from irfoundry.engine.train import RESUME_CKPT, resolve_resume
+
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return False
+    if not (run_dir / RESUME_CKPT).is_file():
+        raise ConfigError(f"{run_dir} exists but holds neither a result in the results file nor a finished epoch "
+                          f"({RESUME_CKPT}) to resume; delete it to rerun (nothing was overwritten)")
+    saved = resolve_resume(run_dir)[0].to_dict()
+    wanted = cfg.to_dict()
+    wanted["trainer"].update(out_dir=saved["trainer"]["out_dir"], run_name=saved["trainer"]["run_name"])
+    differ = sorted(f"{s}.{k}" for s, values in wanted.items() for k, v in values.items() if saved.get(s, {}).get(k) != v)
+    if differ:
+        raise ConfigError(f"{run_dir} is an interrupted run of another budget ({', '.join(differ)} differ from this "
+                          "study's); delete it or pass another --runs (nothing was overwritten)")
+    return True
+
+
+def train_and_test(key: RunKey, cfg: RunConfig) -> dict[str, Any]:
+    """Train one run (or continue it), evaluate its selected deployable network on the test split."""
+    from irfoundry.engine import evaluate, train
+
+    run_dir = Path(cfg.trainer.out_dir) / cfg.trainer.run_name
+    resume = _resumable(run_dir, cfg)
+    if resume:
+        log.info("continuing the interrupted run %s", run_dir)
+    t0 = time.perf_counter()
+    result = train(None, resume=run_dir) if resume else train(cfg)
+    train_s = time.perf_counter() - t0
+    test = evaluate(result["run_dir"], cfg.data.root, split=cfg.data.test_split)
+    return {
+        **key.as_dict(), "run_name": cfg.trainer.run_name, "test_split": cfg.data.test_split, "n_test": test["n_images"],
+        **{k: float(test[k]) for k in ROW_METRICS},
+        "best_epoch": result["best_epoch"], "val_iou": result["best_score"], "val": result["val_metrics"],
+        "epoch_seconds": _epoch_seconds(Path(result["run_dir"])), "train_seconds": train_s,
+        "run_dir": result["run_dir"], **({"resumed": True} if resume else {}),
+    }
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    runs_dir: str | Path = "runs/studies",
+    out: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    datasets: Sequence[str] | None = None,
+    hosts: Sequence[str] | None = None,
+    arms: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) ``spec``'s plan; returns the results document (also written to ``out``).
+
+    Args:
+        spec: the study.
+        runs_dir: folder of the run folders (one per run, named by ``spec.run_name``).
+        out: results file, appended after every run and continued from.
+        overrides: ``--set`` overrides applied to every run (recorded in the file).
+        datasets, hosts, arms, seeds: a subset of the plan (``None``: the spec's; arms: ``default_arms``).
+    """
+    from irfoundry.bench.train import machine_info
+
+    keys = spec.plan(datasets=datasets, hosts=hosts, arms=arms, seeds=seeds)
+    # every config of the plan is checked before anything trains
+    configs = {k: from_dict(merge_overrides(spec.run_config(k, Path(runs_dir) / spec.name), overrides)) for k in keys}
+    doc = load_results(out) if out else {}
+    recorded = {"spec": spec.to_dict(), "overrides": list(overrides)}
+    if doc and {k: doc.get(k) for k in recorded} != recorded:
+        raise ConfigError(f"{out} was made with another spec or other overrides; use another --out (nothing was "
+                          "changed)")
+    doc = doc or {"format": RESULTS_FORMAT, "study": spec.name, **recorded, "machine": machine_info(), "rows": []}
+    done = {RunKey(r["dataset"], r["host"], r["arm"], int(r["seed"])) for r in doc["rows"]}
+    for key in keys:
+        if key in done:
+            continue
+        log.info("study %s: %s", spec.name, spec.name_of(key))
+        doc["rows"].append(train_and_test(key, configs[key]))
+        if out:
+            write_results(doc, out)
+    return doc
+
+
+def join_results(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """The union of results files of one spec and overrides (parallel workers that split the plan).
+
+    A run found in two files is an error, not a silent pick; files of another spec or other overrides, or
+    written by the old FDEP benchmark (no spec recorded: ``research/fdep/``), are refused.
+    """
+    merged: dict[str, Any] = {}
+    seen: dict[RunKey, str] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"{path} does not exist")
+        doc = load_results(path)
+        if doc.get("format") != RESULTS_FORMAT:
+            raise ConfigError(f"{path} is not a study results file ({RESULTS_FORMAT}); files of the former "
+                              "'irfoundry bench fdep' are summarised by research/fdep/summarize_legacy.py")
+        if merged and (doc.get("spec"), doc.get("overrides")) != (merged["spec"], merged["overrides"]):
+            raise ConfigError(f"{path} was made with another spec or other overrides than {paths[0]}; only runs of "
+                              "one study can be summarised together")
+        if not merged:
+            merged = {**doc, "rows": []}
+        for r in doc["rows"]:
+            key = RunKey(r["dataset"], r["host"], r["arm"], int(r["seed"]))
+            if key in seen:
+                raise ConfigError(f"run {'/'.join(map(str, key.as_dict().values()))} is in both {seen[key]} and {path}; "
+                                  "keep one")
+            seen[key] = str(path)
+            merged["rows"].append(r)
+    return merged
