@@ -19,8 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
+from irfoundry.engine.config import read_yaml
 from irfoundry.errors import ConfigError
 
 __all__ = ["GROUP_KINDS", "compose", "deep_merge", "group_names", "read_config_source", "read_group", "run_names",
@@ -34,16 +33,6 @@ RUN_ORDER = ("protocol", "data", "method", "model")
 
 def _root() -> Path:
     return Path(str(resources.files("irfoundry") / "configs"))
-
-
-def _load_yaml(path: Path, what: str) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{what} {path} must hold a mapping of sections (data, model, ...)")
-    return raw
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
@@ -85,7 +74,7 @@ def read_group(ref: str, _seen: tuple[str, ...] = ()) -> dict:
             if name in list_models():
                 return {"model": {"name": name}}
         raise ConfigError(f"no config group {ref!r}; {kind} groups: {', '.join(group_names(kind))}")
-    return expand_defaults(_load_yaml(path, "config group"), _seen + (ref,))
+    return expand_defaults(read_yaml(path, "config group"), _seen + (ref,))
 
 
 def expand_defaults(raw: Mapping[str, Any], _seen: tuple[str, ...] = ()) -> dict:
@@ -104,7 +93,7 @@ def expand_defaults(raw: Mapping[str, Any], _seen: tuple[str, ...] = ()) -> dict
 
 def runs_table() -> dict[str, dict]:
     """The run families of ``runs.yaml``: ``{family: {"defaults": [...], "suffix": str, "about": str}}``."""
-    table = _load_yaml(_root() / "runs.yaml", "run table")
+    table = read_yaml(_root() / "runs.yaml", "run table")
     return {k: {"defaults": list(v.get("defaults") or []), "suffix": str(v.get("suffix") or ""),
                 "about": str(v.get("about") or "")} for k, v in table.items()}
 
@@ -157,7 +146,7 @@ def read_config_source(source: str | Path) -> dict:
     """
     path = Path(source)
     if path.is_file():
-        return expand_defaults(_load_yaml(path, "config file"))
+        return expand_defaults(read_yaml(path, "config file"))
     named = parse_run_name(str(source))
     if named:
         return compose(*named)

@@ -214,16 +214,17 @@ def merge_overrides(raw: dict, overrides: Sequence[str]) -> dict:
     return raw
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file holding a mapping; ``what`` names it in the errors (missing, not YAML, not a mapping)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (data, model, ...)")
+        raise ConfigError(f"{what} {path} must hold a mapping (data, model, ... / name, base, datasets, ...)")
     return raw
 
 

@@ -128,10 +128,13 @@ def _precision(cfg: RunConfig) -> str:
     return "16-mixed" if on_gpu else "32-true"
 
 
-def _strategy(cfg: RunConfig, host) -> object:
+def _strategy(cfg: RunConfig, host, method) -> object:
     """``trainer.strategy``; plain ``ddp`` becomes ``DDPStrategy(find_unused_parameters=True)`` for hosts
-    that carry reference layers they never call (``SegmentationModel.unused_modules``, e.g. ALCNet)."""
-    if cfg.trainer.strategy == "ddp" and getattr(host, "unused_modules", ()):
+    that carry reference layers they never call (``SegmentationModel.unused_modules``, e.g. ALCNet) and for
+    methods that optimise manually (they typically step a subset of their parameters per backward, e.g. an
+    outer step of per-cluster weights)."""
+    unused = bool(getattr(host, "unused_modules", ())) or not method.automatic_optimization
+    if cfg.trainer.strategy == "ddp" and unused:
         return L.pytorch.strategies.DDPStrategy(find_unused_parameters=True)
     return cfg.trainer.strategy
 
@@ -191,7 +194,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         max_time=max_time,
         accelerator=t.accelerator,
         devices=t.devices,
-        strategy=_strategy(cfg, host),
+        strategy=_strategy(cfg, host, method),
         num_nodes=t.num_nodes,
         precision=_precision(cfg),
         check_val_every_n_epoch=t.val_every,

@@ -29,9 +29,9 @@ the stem, down-sample, fusion and head BatchNorms, a literal port of MXNet's mom
 PyTorch weights the *current* batch by 0.9 (MXNet's 0.9 is PyTorch's 0.1). The residual blocks use
 PyTorch's default 0.1. ``bn_momentum`` selects the value of the former group (default 0.9, as trained).
 
-Shared blocks (:class:`AsymBiChaFuse`, :class:`ResBasicBlock`, :class:`FCNHead`, :func:`make_stem`,
-:func:`make_res_layer`) are also used by :mod:`irfoundry.models.alcnet`, which the reference keeps in
-the same folder.
+Blocks shared with :mod:`irfoundry.models.alcnet` (the reference keeps both in one folder) live in
+:mod:`irfoundry.layers`: :class:`~irfoundry.layers.AsymBiChaFuse`, :class:`~irfoundry.layers.ResBasicBlock`
+/ :func:`~irfoundry.layers.make_res_layer`, :class:`~irfoundry.layers.FCNHead`, :func:`~irfoundry.layers.make_stem`.
 """
 
 from __future__ import annotations
@@ -43,135 +43,11 @@ from torch import Tensor, nn
 
 from irfoundry.errors import ModelError
 from irfoundry.models._registry import register_model
+from irfoundry.layers.acm_stem import make_stem
+from irfoundry.layers.asym_bi_cha_fuse import REFERENCE_BN_MOMENTUM, AsymBiChaFuse
+from irfoundry.layers.fcn_head import FCNHead
+from irfoundry.layers.res_basic_block import make_res_layer
 from irfoundry.models.base import HostNet
-
-#: BatchNorm momentum the reference passes to its stem, down-sample, fusion and head norms (see module doc)
-REFERENCE_BN_MOMENTUM = 0.9
-
-
-class AsymBiChaFuse(nn.Module):
-    """Asymmetric bi-directional channel fusion (ACM's "AsymBi" module).
-
-    ``out = post(2 * xl * topdown(xh) + 2 * xh * bottomup(xl))`` where ``topdown`` is a global
-    (average-pooled) channel attention computed from the deep feature ``xh`` and ``bottomup`` a
-    point-wise (per-pixel) channel attention computed from the shallow feature ``xl``.
-
-    Shapes: ``xh``, ``xl``: ``B x C x H x W`` -> ``B x C x H x W``.
-    Submodule indices follow BasicIRSTD ``model/ACM/fusion.py`` (``topdown.1`` is the first conv, etc.).
-    """
-
-    def __init__(self, channels: int, r: int = 4, bn_momentum: float = REFERENCE_BN_MOMENTUM) -> None:
-        super().__init__()
-        mid = channels // r
-        if mid < 1:
-            raise ModelError(f"AsymBiChaFuse needs channels >= r ({channels} < {r}); widen the 'channels' option")
-        self.topdown = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, mid, 1),
-            nn.BatchNorm2d(mid, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(mid, channels, 1),
-            nn.BatchNorm2d(channels, momentum=bn_momentum),
-            nn.Sigmoid(),
-        )
-        self.bottomup = nn.Sequential(
-            nn.Conv2d(channels, mid, 1),
-            nn.BatchNorm2d(mid, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(mid, channels, 1),
-            nn.BatchNorm2d(channels, momentum=bn_momentum),
-            nn.Sigmoid(),
-        )
-        self.post = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1),
-            nn.BatchNorm2d(channels, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-        )
-
-    def forward(self, xh: Tensor, xl: Tensor) -> Tensor:
-        return self.post(2 * xl * self.topdown(xh) + 2 * xh * self.bottomup(xl))
-
-
-class ResBasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 conv-BN, identity or 1x1 projection shortcut).
-
-    Same parameter names as ``torchvision.models.resnet.BasicBlock`` (``conv1``, ``bn1``, ``conv2``,
-    ``bn2``, ``downsample.0/1``), which the reference uses; its BatchNorms keep PyTorch's momentum 0.1.
-    Shapes: ``B x in_ch x H x W -> B x out_ch x H/stride x W/stride``.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-def make_res_layer(in_ch: int, out_ch: int, blocks: int, stride: int, bn_momentum: float) -> nn.Sequential:
-    """``blocks`` basic blocks; the first one strides and projects (1x1 conv + BN with ``bn_momentum``,
-    as the reference's ``_make_layer``) when the shape changes."""
-    downsample = None
-    if stride != 1 or in_ch != out_ch:
-        downsample = nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
-            nn.BatchNorm2d(out_ch, momentum=bn_momentum),
-        )
-    layers = [ResBasicBlock(in_ch, out_ch, stride, downsample)]
-    layers += [ResBasicBlock(out_ch, out_ch) for _ in range(1, blocks)]
-    return nn.Sequential(*layers)
-
-
-def make_stem(in_chans: int, width: int, bn_momentum: float) -> nn.Sequential:
-    """Input BN, three 3x3 conv-BN-ReLU (the first strided) and a 3x3/2 max-pool.
-
-    Shapes: ``B x in_chans x H x W -> B x 2*width x H/4 x W/4``. Indices as the reference
-    (``stem.0`` input BN, ``stem.1`` first conv, ... ``stem.10`` max-pool).
-    """
-    return nn.Sequential(
-        nn.BatchNorm2d(in_chans, momentum=bn_momentum),
-        nn.Conv2d(in_chans, width, 3, 2, padding=1, bias=False),
-        nn.BatchNorm2d(width, momentum=bn_momentum),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(width, width, 3, 1, padding=1, bias=False),
-        nn.BatchNorm2d(width, momentum=bn_momentum),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(width, width * 2, 3, 1, padding=1, bias=False),
-        nn.BatchNorm2d(width * 2, momentum=bn_momentum),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(3, 2, padding=1),
-    )
-
-
-class FCNHead(nn.Module):
-    """FCN head: 3x3 conv-BN-ReLU to ``in_ch // 4`` channels, dropout 0.1, 1x1 conv (with bias).
-
-    Shapes: ``B x in_ch x H x W -> B x out_ch x H x W`` (logits). Keys ``block.0/1/4`` as the reference.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int = 1, bn_momentum: float = REFERENCE_BN_MOMENTUM) -> None:
-        super().__init__()
-        mid = in_ch // 4
-        if mid < 1:
-            raise ModelError(f"FCNHead needs at least 4 input channels, got {in_ch}; widen the 'channels' option")
-        self.block = nn.Sequential(
-            nn.Conv2d(in_ch, mid, 3, padding=1, bias=False),
-            nn.BatchNorm2d(mid, momentum=bn_momentum),
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.1),
-            nn.Conv2d(mid, out_ch, 1),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block(x)
 
 
 def check_widths(
@@ -261,4 +137,4 @@ def acm(
     return ACM(in_chans=in_chans, layers=layers, channels=channels, bn_momentum=bn_momentum)
 
 
-__all__ = ["ACM", "AsymBiChaFuse", "FCNHead", "ResBasicBlock", "acm", "make_res_layer", "make_stem"]
+__all__ = ["ACM", "acm", "check_widths"]

@@ -51,14 +51,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irfoundry.models._registry import register_model
-from irfoundry.models.acm import (
-    REFERENCE_BN_MOMENTUM,
-    AsymBiChaFuse,
-    FCNHead,
-    check_widths,
-    make_res_layer,
-    make_stem,
-)
+from irfoundry.layers.acm_stem import make_stem
+from irfoundry.layers.asym_bi_cha_fuse import REFERENCE_BN_MOMENTUM, AsymBiChaFuse
+from irfoundry.layers.fcn_head import FCNHead
+from irfoundry.layers.res_basic_block import make_res_layer
+from irfoundry.models.acm import check_widths
 from irfoundry.models.base import HostNet
 
 

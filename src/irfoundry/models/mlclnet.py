@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from irfoundry.errors import ModelError
 from irfoundry.models._registry import register_model
-from irfoundry.models.alclnet import ResidualEncoder, init_kaiming
+from irfoundry.layers.residual_encoder import ResidualEncoder, init_kaiming
 from irfoundry.models.base import HostNet
 
 #: channel widths of the three encoder groups

@@ -53,18 +53,14 @@ from torch import Tensor, nn
 
 from irfoundry.errors import ModelError
 from irfoundry.models._registry import register_model
+from irfoundry.layers.res_cbam import make_layer
+from irfoundry.layers.resize import resize_aligned as _resize
 from irfoundry.models.base import HostNet
-from irfoundry.models.dnanet import make_layer
 
 __all__ = ["MSHNet", "mshnet"]
 
 #: the reference's ``--warm-epoch`` default (``main.py``)
 REFERENCE_WARM_EPOCHS = 5
-
-
-def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear resize with ``align_corners=True`` (the reference's ``nn.Upsample`` setting)."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
 
 class MSHNet(HostNet):

@@ -24,9 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from irfoundry.engine.compose import deep_merge, expand_defaults
+from irfoundry.engine.config import read_yaml
 from irfoundry.errors import ConfigError
 from irfoundry.metrics import REPORTED
 from irfoundry.options import parse_dataclass
@@ -156,12 +155,7 @@ def load_spec(source: str | Path) -> StudySpec:
         if not shipped.is_file():
             raise ConfigError(f"study spec {source} is neither a file nor a shipped study ({', '.join(list_specs())})")
         path = shipped
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"study spec {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"study spec {path} must hold a mapping (name, base, datasets, hosts, seeds, arms, ...)")
+    raw = read_yaml(path, "study spec")
     raw.setdefault("name", path.stem)
     return parse_dataclass(StudySpec, raw, "study")
 

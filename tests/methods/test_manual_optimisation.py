@@ -1,0 +1,115 @@
+"""A method that steps two optimisers itself: it trains, its per-step schedule and outer step run, it
+resumes bit-exactly (parameters, optimiser states, non-parameter state, logs), and it runs under 2-process
+DDP on CPU with validation counting every image once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from irfoundry.engine import from_dict, train
+from irfoundry.engine.logs import METRICS_LOG, read_rows
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import two_optimizer_method  # noqa: E402,F401  (registers two_optimizer_test)
+
+_spec = importlib.util.spec_from_file_location("engine_run_config", HERE.parent / "engine" / "conftest.py")
+_engine = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_engine)
+tiny_config = _engine.tiny_config
+
+
+def _config(root, out, name, **trainer):
+    cfg = tiny_config(root, out, name, **trainer)
+    cfg["method"] = {"name": "two_optimizer_test", "loss": "bce"}
+    cfg["optim"] = {"optimizer": "adam", "lr": 1e-2, "scheduler": "cosine", "interval": "step", "warmup_steps": 2}
+    cfg["trainer"]["batch_size"] = 2
+    return cfg
+
+
+def _state(run_dir) -> dict:
+    return torch.load(Path(run_dir) / "state" / "resume.ckpt", weights_only=False, map_location="cpu")
+
+
+def _losses(run_dir) -> list[tuple]:
+    return [(r["epoch"], r["step"], r.get("train/loss_step"), r.get("train/loss/outer_step"))
+            for r in read_rows(Path(run_dir) / METRICS_LOG) if r.get("train/loss_step")]
+
+
+def test_two_optimizers_train_with_a_per_step_schedule_and_resume_exactly(tiny_synth, tmp_path):
+    full = train(from_dict(_config(tiny_synth, tmp_path / "a", "full", max_epochs=3)))
+    ref = _state(full["run_dir"])
+    assert ref["irfoundry_method_state"] == {"outer_steps": 1}  # epoch 1 only (0-based odd epochs of 3)
+    assert len(ref["optimizer_states"]) == 2
+    assert float(ref["state_dict"]["method.alpha"]) != 0.0  # the outer step moved alpha
+    steps_per_epoch = 7  # 14 training images, batch 2
+    # the inner schedule was stepped once per batch (warm-up 2 steps, then cosine over the run's steps)
+    (sched,) = ref["lr_schedulers"]
+    assert sched["last_epoch"] == 3 * steps_per_epoch
+
+    cut = _config(tiny_synth, tmp_path / "b", "part", max_epochs=3)
+    cut["method"]["options"] = {"stop_at_epoch": 2}  # a Ctrl-C as epoch 2 starts: epochs 0-1 are saved
+    with pytest.raises(BaseException):
+        train(from_dict(cut))
+    run_dir = tmp_path / "b" / "part"
+    cfg_file = run_dir / "config.yaml"
+    saved = yaml.safe_load(cfg_file.read_text())
+    saved["method"]["options"]["stop_at_epoch"] = None  # the option only simulates the interruption
+    cfg_file.write_text(yaml.safe_dump(saved))
+    resumed = train(None, resume=run_dir)
+    got = _state(resumed["run_dir"])
+    assert got["irfoundry_method_state"] == ref["irfoundry_method_state"]
+    for k, v in ref["state_dict"].items():
+        assert torch.equal(v, got["state_dict"][k]), k
+    for a, b in zip(ref["optimizer_states"], got["optimizer_states"]):
+        for pa, pb in zip(a["state"].values(), b["state"].values()):
+            assert all(torch.equal(pa[k], pb[k]) for k in pa if isinstance(pa[k], torch.Tensor))
+    assert _losses(full["run_dir"]) == _losses(resumed["run_dir"])
+    assert full["val_metrics"] == resumed["val_metrics"]
+
+
+def test_manual_optimisation_refuses_a_second_optimiser_it_cannot_step(tiny_synth, tmp_path):
+    from irfoundry.errors import ConfigError
+    from irfoundry.methods.base import register_method
+
+    @register_method("two_optimizer_automatic_test")
+    class Auto(two_optimizer_method.TwoOptimizer):
+        automatic_optimization = True
+
+    cfg = _config(tiny_synth, tmp_path, "auto")
+    cfg["method"]["name"] = "two_optimizer_automatic_test"
+    with pytest.raises(ConfigError, match="automatic_optimization = False"):
+        train(from_dict(cfg))
+    assert not (tmp_path / "auto").exists()  # nothing resumable was written: the folder is gone
+
+
+@pytest.mark.slow
+def test_two_optimizer_method_under_two_process_ddp(tiny_synth, tmp_path):
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available in this build")
+    cfg_file = tmp_path / "ddp.yaml"
+    cfg_file.write_text(yaml.safe_dump(_config(tiny_synth, tmp_path / "runs", "ddp", max_epochs=2)))
+    script = tmp_path / "run_plugin.py"  # Lightning re-executes this script for rank 1: it registers the method too
+    script.write_text(f"import sys\nsys.path.insert(0, {str(HERE)!r})\nimport two_optimizer_method\n"
+                      "from irfoundry.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE",
+                                                            "MASTER_ADDR", "MASTER_PORT", "IRFOUNDRY_RUN_DIR")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, str(script), "train", str(cfg_file), "--set", "trainer.strategy=ddp",
+           "--set", "trainer.devices=2", "--set", "trainer.accelerator=cpu"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "GLOBAL_RANK: 1" in proc.stderr
+    run = tmp_path / "runs" / "ddp"
+    assert json.loads((run / "last.json").read_text())["metrics"]["val/n_images"] == 5.0
+    state = _state(run)
+    assert state["irfoundry_method_state"] == {"outer_steps": 1} and float(state["state_dict"]["method.alpha"]) != 0.0
