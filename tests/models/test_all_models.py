@@ -1,4 +1,5 @@
-"""Generic tests over every registered host network (timm tests/test_models.py style)."""
+"""Generic tests over every registered model (timm tests/test_models.py style), parametrised by capability:
+the segmentation-model contract for every model, the encoder-decoder tests for those that declare stages."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import pytest
 import torch
 
 from irfoundry.errors import ModelError
-from irfoundry.models import HostNet, create_model, init_output_probability, list_models, model_entry
+from irfoundry.models import (
+    HostNet,
+    SegmentationModel,
+    create_model,
+    init_output_probability,
+    is_encoder_decoder,
+    list_models,
+    model_entry,
+)
 from irfoundry.models.base import count_params
 
 ALL = list_models()
+ENCODER_DECODER = [m for m in ALL if is_encoder_decoder(create_model(m))]
 # large hosts get the smallest legal input to keep the suite fast on a 2-core CPU
 SIZE = {"uiunet": (32, 64)}
 
@@ -22,8 +32,33 @@ def model(request) -> HostNet:
     return create_model(request.param)
 
 
+@pytest.fixture(scope="module", params=ENCODER_DECODER)
+def encdec(request) -> HostNet:
+    torch.manual_seed(0)
+    return create_model(request.param)
+
+
 def _size(name: str) -> tuple[int, int]:
     return SIZE.get(name, (64, 96))
+
+
+def test_segmentation_contract(model):
+    """Every model: ``in_chans`` and ``input_multiple`` declared; logits at two sizes that are multiples of
+    it; a size that is not is refused by name."""
+    assert isinstance(model, SegmentationModel) and model.in_chans == 1
+    m = model.input_multiple
+    assert isinstance(m, int) and m >= 1
+    h, w = _size(model.model_name)
+    model.eval()
+    with torch.no_grad():
+        for size in ((h, w), (h + m, w)):
+            assert model(torch.randn(1, 1, *size)).shape == (1, 1, *size)
+        if m > 1:
+            with pytest.raises(ModelError, match=f"multiple of {m}"):
+                model(torch.randn(1, 1, h + m // 2, w))
+    three = create_model(model.model_name, in_chans=3) if model.model_name != "uiunet" else None
+    if three is not None:
+        assert three.in_chans == 3
 
 
 def test_registry_lists_expected_hosts():
@@ -60,7 +95,8 @@ def test_train_forward_backward(model):
     model.zero_grad(set_to_none=True)
 
 
-def test_declared_stage_features_match_encoder_outputs(model):
+def test_declared_stage_features_match_encoder_outputs(encdec):
+    model = encdec
     h, w = _size(model.model_name)
     model.eval()
     with torch.no_grad():
@@ -72,8 +108,9 @@ def test_declared_stage_features_match_encoder_outputs(model):
     assert [d["num_chs"] for d in info] == list(model.stage_channels)
 
 
-def test_decode_consumes_modified_bottleneck(model):
+def test_decode_consumes_modified_bottleneck(encdec):
     """A fusion module replaces the bottleneck between encode and decode: decode must use it."""
+    model = encdec
     h, w = _size(model.model_name)
     model.eval()
     with torch.no_grad():

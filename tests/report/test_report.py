@@ -203,8 +203,8 @@ def test_escaping_of_ids_max_gallery_and_settings(tmp_path, monkeypatch):
     recs[3] = ImageRecord('img_3"><script>x()</script>', recs[3].image, recs[3].gt, recs[3].prob)
     metrics, _ = _metrics(recs)
     encoded = []
-    real_png = report_html._png
-    monkeypatch.setattr(report_html, "_png", lambda img: encoded.append(1) or real_png(img))
+    real_png = report_html.png_bytes
+    monkeypatch.setattr(report_html, "png_bytes", lambda img: encoded.append(1) or real_png(img))
     out = write_report(tmp_path / "r.html", title="t", metrics=metrics, curves=None, images=recs, max_gallery=3)
     # bounded heap: img_0..2 fill it, img_3 replaces img_0, img_4 and img_5 are never encoded
     assert len(encoded) == 4

@@ -86,8 +86,10 @@ def crop(x: Tensor, box: Box) -> Tensor:
 def probabilities(fn: Callable[[Tensor], Tensor], images: Tensor, boxes: Sequence[Box]) -> list[Tensor]:
     """Run ``fn`` (normalised padded images ``B x C x H x W`` -> logits, or a deep-supervision list) and
     return each image's probability map ``h x w`` (float32, the main output, cropped back to its box)."""
-    logits = main_output(fn(images)).detach().float()
-    return [torch.sigmoid(crop(logits[i, 0], box)) for i, box in enumerate(boxes)]
+    # the sigmoid of the whole padded batch, then the crop (a sigmoid of strided views may differ in the
+    # last bit: vectorised and scalar kernels round differently)
+    probs = torch.sigmoid(main_output(fn(images)).detach().float())
+    return [crop(probs[i, 0], box) for i, box in enumerate(boxes)]
 
 
 class Predictor:
