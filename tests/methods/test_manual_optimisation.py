@@ -113,3 +113,34 @@ def test_two_optimizer_method_under_two_process_ddp(tiny_synth, tmp_path):
     assert json.loads((run / "last.json").read_text())["metrics"]["val/n_images"] == 5.0
     state = _state(run)
     assert state["irfoundry_method_state"] == {"outer_steps": 1} and float(state["state_dict"]["method.alpha"]) != 0.0
+
+
+def test_a_method_predicts_full_training_images_through_the_one_inference_path(tiny_synth, tmp_path):
+    """What a label update needs: the whole, un-augmented training images (every one once), the run's
+    predictor (normalisation, padding, crop back to native size), the run's stores."""
+    from irfoundry.methods.base import register_method
+    from irfoundry.methods.context import DataRequests
+    from irfoundry.methods.supervised import Supervised
+
+    seen: dict = {}
+
+    @register_method("full_image_spy_test")
+    class FullImageSpy(Supervised):
+        def data_requests(self):
+            return DataRequests(loaders=["train_full"])
+
+        def on_train_epoch_end(self, ctx):
+            predictor = ctx.predictor(self.predict_logits)
+            for batch in ctx.loader("train_full"):
+                probs = predictor.batch_probabilities(batch)
+                for sid, size, counted, prob in zip(batch["id"], batch["size"], batch["counted"], probs):
+                    assert tuple(prob.shape) == tuple(size) and 0 <= float(prob.min()) <= float(prob.max()) <= 1
+                    if counted:
+                        seen[sid] = tuple(size)
+            seen["stores"] = dict(ctx.stores)
+
+    cfg = tiny_config(tiny_synth, tmp_path, "spy", max_epochs=1)
+    cfg["method"]["name"] = "full_image_spy_test"
+    result = train(from_dict(cfg))
+    assert seen.pop("stores") == {} and len(seen) == result["data"]["n_train"]
+    assert len({s for s in seen.values()}) > 1  # native sizes, not crops

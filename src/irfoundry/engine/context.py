@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import torch
 from torch import Tensor
 
+from irfoundry.engine.inference import Predictor
 from irfoundry.errors import ConfigError, IRFoundryError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +67,15 @@ class LightningStepContext:
     @property
     def device(self) -> torch.device:
         return self._module.device
+
+    @property
+    def stores(self) -> Mapping[str, Any]:
+        dm = self._trainer.datamodule
+        return dict(getattr(dm, "stores", {}) or {})
+
+    def predictor(self, fn) -> Predictor:
+        dm = self._trainer.datamodule
+        return Predictor(fn, norm=self.norm, multiple=dm.multiple, padding=dm.padding, device=self.device)
 
     # ------------------------------------------------------------------ optimisation
     def optimizers(self) -> dict[str, Any]:

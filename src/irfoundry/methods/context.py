@@ -77,6 +77,17 @@ class StepContext(Protocol):
     run_dir: Path | None
     norm: Mapping[str, float]
 
+    @property
+    def stores(self) -> Mapping[str, Any]:
+        """The run's per-image stores by name (the feature caches of :attr:`DataRequests.features`)."""
+        ...
+
+    def predictor(self, fn: Callable[[Tensor], Tensor]) -> Any:
+        """An :class:`irfoundry.engine.inference.Predictor` of ``fn`` (normalised images -> logits) with the
+        run's normalisation, input multiple and padding: the one inference path, e.g. for label updates on
+        the full training images of ``loader("train_full")`` (``predictor.batch_probabilities(batch)``)."""
+        ...
+
     def optimizers(self) -> dict[str, Any]:
         """The method's optimisers by :class:`~irfoundry.optim.OptimizerSpec` name (manual optimisation)."""
         ...
@@ -163,6 +174,7 @@ class LocalStepContext:
         self.epoch, self.global_step, self.max_epochs = 0, 0, int(max_epochs)
         self.world_size, self.rank, self.run_dir = 1, 0, None
         self.gradient_clip_val = gradient_clip_val
+        self.stores: dict[str, Any] = {}
         self.logged: dict[str, float] = {}
 
     @property
@@ -172,6 +184,11 @@ class LocalStepContext:
 
     def optimizers(self) -> dict[str, Any]:
         return self._optimizers
+
+    def predictor(self, fn: Callable[[Tensor], Tensor]) -> Any:
+        from irfoundry.engine.inference import Predictor
+
+        return Predictor(fn, norm=self.norm, device=self.device)
 
     def manual_backward(self, loss: Tensor, what: str = "loss") -> None:
         check_finite(loss, what)
