@@ -191,7 +191,7 @@ def test_eval_without_thresholds_keeps_old_numbers_and_adds_default_hse(trained,
         assert _same(m[k], v), k
     assert m["thresholds"] == list(DEFAULT_HSE_THRESHOLDS) and math.isfinite(m["hse"])
     assert json.loads((tmp_path / "metrics.json").read_text()) == m
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no curves.csv / plots
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "per_image.csv"]  # no curves.csv / plots
 
 
 def test_cli_eval_thresholds_writes_curves_plots_and_report(trained, model_maps, tmp_path):

@@ -18,9 +18,10 @@ heavy packages inside ``run`` where possible: the CLI imports every module to bu
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+
+from irfoundry.jsonio import dumps as json_dumps
 
 
 def write_json(doc: dict, path: str | os.PathLike) -> str:
@@ -28,6 +29,6 @@ def write_json(doc: dict, path: str | os.PathLike) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json_dumps(doc) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return str(path)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from irfoundry.jsonio import dumps as json_dumps
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -163,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.config:
             raise ConfigError("give a config (a named run such as cpu/acm_sirst427, or a YAML file) or --resume RUN_DIR")
         result = train(load_config(args.config, args.overrides))
-    print(json.dumps(result, indent=2))
+    print(json_dumps(result))
     return 0
 
 
@@ -184,6 +185,10 @@ def cmd_configs(args: argparse.Namespace) -> int:
 
 
 def _add_curve_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON (fractions) instead of the table")
+    p.add_argument("--empty-niou", type=float, choices=(0.0, 1.0), default=0.0,
+                   help="nIoU score of an image with empty ground truth and empty prediction: 0 (the field's "
+                        "legacy rule, default) or 1; recorded in metrics.json as niou_empty")
     p.add_argument("--thresholds", default=None, metavar="START:STOP:STEP",
                    help="curve thresholds, e.g. 0.05:0.95:0.05 (STOP included) or 0.1,0.5,0.9: adds curves.csv "
                    "and plots to --out and computes HSE on them")
@@ -191,12 +196,14 @@ def _add_curve_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _print_metrics(result: dict, args: argparse.Namespace) -> None:
-    """The metrics without their curve lists (those are in OUT/metrics.json and curves.csv)."""
-    from irfoundry.engine.scoring import summary_view
+    """The metrics as the field prints them (``--json``: the metrics without their curve lists as JSON; the
+    full record is OUT/metrics.json)."""
+    from irfoundry.engine.scoring import format_metrics, summary_view
 
-    print(json.dumps(summary_view(result), indent=2))
+    print(json_dumps(summary_view(result)) if args.json else f"{result['dataset']}:{result['split']}: "
+          + format_metrics(result))
     if args.out is not None:
-        files = ["metrics.json"]
+        files = ["metrics.json", "per_image.csv"]
         files += ["curves.csv", "iou_niou_vs_threshold.png", "pd_vs_fa.png", "roc.png"] if args.thresholds else []
         files += ["report.html"] if args.report else []
         print(f"wrote {', '.join(files)} to {args.out}", file=sys.stderr)
@@ -210,7 +217,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from irfoundry.engine.evaluate import evaluate
 
     result = evaluate(args.checkpoint, args.data, split=_default_split(args), out=args.out,
-                      threshold=args.threshold, thresholds=args.thresholds, report=args.report)
+                      threshold=args.threshold, thresholds=args.thresholds, report=args.report,
+                      empty_niou=args.empty_niou)
     _print_metrics(result, args)
     return 0
 
@@ -220,7 +228,7 @@ def cmd_eval_maps(args: argparse.Namespace) -> int:
 
     result = evaluate_maps(args.pred, args.data, split=_default_split(args), out=args.out,
                            threshold=args.threshold, thresholds=args.thresholds, report=args.report,
-                           suffix=args.suffix, ignore_extra=args.ignore_extra)
+                           suffix=args.suffix, ignore_extra=args.ignore_extra, empty_niou=args.empty_niou)
     _print_metrics(result, args)
     return 0
 
@@ -238,7 +246,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from irfoundry.engine.export import export
 
     result = export(args.checkpoint, args.out, which=args.which, overwrite=args.overwrite)
-    print(json.dumps(result, indent=2))
+    print(json_dumps(result))
     return 0
 
 

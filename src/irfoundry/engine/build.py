@@ -53,5 +53,5 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
     method = build_method(cfg.method, host, BuildEnv(norm=dm.norm))
     dm.request_features(method.data_requests().features)
     module = IRSTDModule(method, cfg.optim, gradient_clip_val=cfg.trainer.gradient_clip_val, run_dir=run_dir,
-                         norm=dm.norm)
+                         norm=dm.norm, empty_niou=cfg.trainer.empty_niou)
     return RunParts(cfg=cfg, host=host, datamodule=dm, method=method, module=module)

@@ -142,6 +142,8 @@ class TrainerConfig:
     limit_train_batches: Any = None
     #: clip the gradient norm to this value (also under a method's manual optimisation); ``null``: no clipping
     gradient_clip_val: float | None = None
+    #: validation nIoU of an image with empty ground truth and prediction: 0 (the field's legacy rule) or 1
+    empty_niou: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("max_epochs", "batch_size", "eval_batch_size", "val_every"):
@@ -149,6 +151,8 @@ class TrainerConfig:
                 raise ConfigError(f"trainer.{key} must be a positive number, got {getattr(self, key)!r}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"trainer.max_steps must be null or a positive number, got {self.max_steps!r}")
+        if self.empty_niou not in (0.0, 1.0):
+            raise ConfigError(f"trainer.empty_niou must be 0 (legacy) or 1, got {self.empty_niou!r}")
         if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
             raise ConfigError(f"trainer.gradient_clip_val must be null or > 0, got {self.gradient_clip_val!r}")
 

@@ -27,7 +27,7 @@ from PIL import Image
 from irfoundry.data import IRSTDDataset
 from irfoundry.engine.scoring import resolve_split, score_maps, write_outputs
 from irfoundry.errors import ConfigError, DataError
-from irfoundry.metrics import REPORTED
+from irfoundry.metrics import MetricSettings
 
 PRED_EXTENSIONS = (".png", ".npy")
 #: suffix of ``irfoundry predict``'s probability maps (``ID_prob.png``)
@@ -138,11 +138,13 @@ def evaluate_maps(
     report: bool = False,
     suffix: str | None = None,
     ignore_extra: bool = False,
+    empty_niou: float = 0.0,
 ) -> dict:
     """Score the maps in ``pred_dir`` against the masks of ``data`` (``PATH`` or ``PATH:SPLIT``).
 
     Args:
         pred_dir: folder of ``<id><suffix>.png`` (8-bit, value / 255) or ``<id><suffix>.npy`` (float) maps.
+        empty_niou: nIoU score of an image with empty ground truth and prediction (0 legacy, or 1).
         data: dataset folder or ``PATH:SPLIT``; ``split`` fills in a missing split.
         out: folder for ``metrics.json`` (+ ``curves.csv``, plots, ``report.html``); ``None``: write nothing.
         threshold: probability threshold of the scalar metrics (``p > threshold``; 0.5 means value >= 128).
@@ -213,23 +215,16 @@ def evaluate_maps(
             yield (sample_id, prob, gt, image) if with_image else (sample_id, prob, gt)
 
     t0 = time.perf_counter()
-    scores = score_maps(maps(False), threshold=threshold, thresholds=thresholds)
-    m = scores.metrics
+    scores = score_maps(maps(False), threshold=threshold, thresholds=thresholds,
+                        settings=MetricSettings(empty_niou=empty_niou))
     counts = {ext: sum(p.suffix.lower() == ext for p in paths) for ext in PRED_EXTENSIONS}
     result = {
-        **{k: m[k] for k in REPORTED},
-        "threshold": m["threshold"],
+        **scores.metrics,
         "dataset": str(spec.root),
         "split": spec.split,
-        "n_images": m["n_images"],
         "pred_dir": str(pred_dir),
         "pred_suffix": suffix,
         "pred_files": {ext.lstrip("."): n for ext, n in counts.items() if n},
-        "definition": m["definition"],
-        "hse": m["hse"],
-        "hse_definition": m["hse_definition"],
-        "thresholds": m["thresholds"],
-        "hse_detail": m["hse_detail"],
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if out is not None:

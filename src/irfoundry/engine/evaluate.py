@@ -19,7 +19,7 @@ from irfoundry.engine.datamodule import eval_loader
 from irfoundry.engine.inference import Predictor, crop
 from irfoundry.engine.scoring import resolve_split, score_maps, write_outputs
 from irfoundry.errors import ConfigError
-from irfoundry.metrics import REPORTED
+from irfoundry.metrics import MetricSettings
 
 
 class _ProbSpool:
@@ -68,6 +68,7 @@ def evaluate(
     batch_size: int = 1,
     thresholds: str | Sequence[float] | None = None,
     report: bool = False,
+    empty_niou: float = 0.0,
 ) -> dict:
     """Score ``checkpoint`` (file or run folder) on ``data`` (``PATH`` or ``PATH:SPLIT``).
 
@@ -83,6 +84,8 @@ def evaluate(
         thresholds: curve thresholds (``"START:STOP:STEP"``, ``"a,b,c"`` or numbers): adds ``curves.csv``
             and the plots ``iou_niou_vs_threshold.png``, ``pd_vs_fa.png``, ``roc.png`` to ``out`` and
             computes HSE on them. Without it HSE is computed on the default grid 0.05..0.95 step 0.05.
+        empty_niou: nIoU score of an image whose ground truth and prediction are both empty (0, the
+            field's legacy rule, or 1); recorded as ``niou_empty``.
         report: write ``out/report.html`` (needs ``out``). The probability maps are spooled to a temporary
             folder inside ``out`` (float32 ``.npy``, deleted afterwards) during the single model pass, and
             read back one at a time with the raw images and masks for the report, so memory stays bounded;
@@ -105,22 +108,14 @@ def evaluate(
     with spool_dir as tmp:
         spool = _ProbSpool(Path(tmp)) if report else None
         scores = score_maps(_checkpoint_maps(predictor, loader, spool), threshold=threshold,
-                            thresholds=thresholds)
-        m = scores.metrics
+                            thresholds=thresholds, settings=MetricSettings(empty_niou=empty_niou))
         result = {
-            **{k: m[k] for k in REPORTED},
-            "threshold": m["threshold"],
+            **scores.metrics,
             "padding": predictor.padding,
             "dataset": str(spec.root),
             "split": spec.split,
-            "n_images": m["n_images"],
             "checkpoint": meta["file"],
             "model": meta.get("model_name"),
-            "definition": m["definition"],
-            "hse": m["hse"],
-            "hse_definition": m["hse_definition"],
-            "thresholds": m["thresholds"],
-            "hse_detail": m["hse_detail"],
             "seconds": round(time.perf_counter() - t0, 3),
         }
         if meta.get("norm_source"):

@@ -24,5 +24,5 @@ class EvalMetrics(IRSTDMetrics):
         return {k: float(full[k]) for k in REPORTED}
 
 
-def build_eval_metrics(threshold: float = 0.5) -> EvalMetrics:
-    return EvalMetrics(threshold=threshold)
+def build_eval_metrics(threshold: float = 0.5, empty_niou: float = 0.0) -> EvalMetrics:
+    return EvalMetrics(threshold=threshold, empty_niou=empty_niou)

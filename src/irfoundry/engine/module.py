@@ -51,6 +51,7 @@ class IRSTDModule(L.LightningModule):
         gradient_clip_val: the norm ``ctx.clip_gradients`` clips to by default (manual optimisation; under
             automatic optimisation the Trainer clips).
         run_dir, norm: what the step context tells the method.
+        empty_niou: validation nIoU of an image with empty ground truth and prediction.
 
     Batches are dicts from :class:`irfoundry.data.IRSTDDataset` (training: :func:`irfoundry.data.collate`;
     evaluation: :func:`irfoundry.engine.inference.pad_collate`, with ``box`` to crop back to).
@@ -58,7 +59,7 @@ class IRSTDModule(L.LightningModule):
 
     def __init__(self, method: Method, optim: OptimConfig, threshold: float = 0.5, *,
                  gradient_clip_val: float | None = None, run_dir: Path | None = None,
-                 norm: Mapping[str, float] | None = None) -> None:
+                 norm: Mapping[str, float] | None = None, empty_niou: float = 0.0) -> None:
         super().__init__()
         self.method = method
         self.optim_cfg = optim
@@ -73,7 +74,7 @@ class IRSTDModule(L.LightningModule):
         self.optimizer_names: list[str] = []
         self._scheduled_intervals: list[str] = []
         self.val_metrics = torch.nn.ModuleDict(
-            {name: build_eval_metrics(threshold) for name in method.eval_branches()}
+            {name: build_eval_metrics(threshold, empty_niou) for name in method.eval_branches()}
         )
 
     # ----------------------------------------------------------------------------------------- train

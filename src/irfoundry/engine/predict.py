@@ -12,7 +12,6 @@ For every input image ``ID`` it writes into ``out``:
 from __future__ import annotations
 
 import glob
-import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,6 +22,7 @@ from scipy import ndimage
 from irfoundry.data.io import read_image
 from irfoundry.engine.inference import Predictor
 from irfoundry.errors import DataError
+from irfoundry.jsonio import write_json
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -107,5 +107,5 @@ def predict(
         Image.fromarray(overlay(image, mask, targets)).save(out / f"{stem}_overlay.png")
         results[stem] = {"source": str(path), "size": list(size), "targets": targets}
     doc = {"checkpoint": str(checkpoint), "threshold": threshold, "images": results}
-    (out / "targets.json").write_text(json.dumps(doc, indent=2))
+    write_json(doc, out / "targets.json")
     return {"out": str(out), "images": len(results), "targets": results}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,7 +9,9 @@ from irfoundry.data import DatasetSpec, write_synthetic_dataset
 from irfoundry.engine.config import from_dict
 from irfoundry.engine.evaluate import evaluate
 from irfoundry.engine.predict import predict
+from irfoundry.engine.scoring import format_metrics
 from irfoundry.engine.train import train
+from irfoundry.jsonio import dumps as json_dumps
 
 
 def _budget(minutes: float) -> str:
@@ -67,11 +68,6 @@ def quickstart(data: str | None = None, minutes: float = 3.0, model: str = "unet
         "predictions": pred["out"],
         "weights": result["best"],
     }
-    print(json.dumps(summary, indent=2))
-    m = summary["test_metrics"]
-    print(
-        f"\ntest split ({m['n_images']} images): IoU {m['iou'] * 100:.2f}  nIoU {m['niou'] * 100:.2f}  "
-        f"Pd {m['pd'] * 100:.2f}  Fa {m['fa'] * 1e6:.2f}e-6\n"
-        f"weights: {summary['weights']}\npredictions: {summary['predictions']}"
-    )
+    print(json_dumps(summary))
+    print(f"\ntest split: {format_metrics(metrics)}\nweights: {summary['weights']}\npredictions: {summary['predictions']}")
     return summary

@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -42,6 +41,7 @@ import numpy as np
 
 from irfoundry.data import DatasetSpec
 from irfoundry.errors import ConfigError, DataError
+from irfoundry.jsonio import write_json
 from irfoundry.metrics import (
     DEFAULT_HSE_THRESHOLDS,
     HSE_DEFINITION,
@@ -168,12 +168,14 @@ class Scores:
         requested: ``True`` when the curve thresholds were given (``--thresholds``): then ``curves.csv`` and
             the plots are written; otherwise the curves are those of the default HSE grid.
         ids: image ids in scoring order.
+        per_image: one row per image at the evaluation threshold (:data:`PER_IMAGE_COLUMNS`).
     """
 
     metrics: dict[str, Any]
     curves: dict[str, Any]
     requested: bool
     ids: list[str]
+    per_image: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _json_value(v: Any) -> Any:
@@ -210,7 +212,10 @@ def score_maps(
         usual print), ``target_precision``, ``target_f1`` at ``threshold``; ``hse`` (percent, scalar),
         ``hse_definition``, ``hse_detail`` (``s_pix``, ``s_tgt``, ``fa_ref``, the definition versions and
         the five curves it integrates as lists), ``thresholds`` (the curve grid), ``threshold``,
-        ``n_images`` and ``definition``.
+        ``n_images``, ``n_targets``, ``n_predicted_targets``, ``images_with_false_alarm``,
+        ``false_alarm_image_share``, ``niou_empty`` (the nIoU score of an image with empty GT and
+        prediction) and ``definition``. A metric that is undefined on these images (Pd and HSE of a split
+        without targets, target precision without predictions) is ``None`` and ``undefined`` says why.
 
     Raises:
         DataError: an empty ``items``, or a map / mask the metric core refuses (the message names the id).
@@ -225,6 +230,7 @@ def score_maps(
     at_grid = np.searchsorted(sweep, grid)
     total = Counters.zeros(sweep.size)
     ids: list[str] = []
+    per_image: list[dict[str, Any]] = []
     for sample_id, prob, gt in items:
         try:
             c = image_counts(prob, gt, sweep, settings=s)
@@ -232,6 +238,7 @@ def score_maps(
             raise DataError(f"image {sample_id!r}: {exc}") from exc
         total.add_image(c, empty_niou=s.empty_niou)
         ids.append(str(sample_id))
+        per_image.append(_image_row(str(sample_id), c, at_eval))
     if not ids:
         raise DataError("nothing to score: the split resolved to no images.")
     point = summarize(_select(total, [at_eval]), sweep[[at_eval]], settings=s)
@@ -239,6 +246,16 @@ def score_maps(
     h = hse(curves)
     metrics: dict[str, Any] = {k: float(point[k][0]) for k in REPORTED}
     metrics["hse"] = float(h["hse"])
+    undefined = _undefined(metrics, total, at_eval, len(ids), t_eval)
+    metrics.update({k: None for k in undefined})
+    if undefined:
+        metrics["undefined"] = undefined
+    fa_images = sum(r["false_alarm_pixels"] > 0 for r in per_image)
+    metrics["n_targets"] = int(total.n_gt)
+    metrics["n_predicted_targets"] = int(total.n_pred[at_eval])
+    metrics["images_with_false_alarm"] = int(fa_images)
+    metrics["false_alarm_image_share"] = fa_images / len(ids)
+    metrics["niou_empty"] = float(s.empty_niou)
     metrics["hse_definition"] = HSE_DEFINITION
     metrics["hse_detail"] = {
         k: _json_value(h[k])
@@ -249,8 +266,33 @@ def score_maps(
     metrics["threshold"] = t_eval
     metrics["n_images"] = len(ids)
     metrics["definition"] = point["definition"]
-    return Scores(metrics=metrics, curves=curves, requested=requested, ids=ids)
+    return Scores(metrics=metrics, curves=curves, requested=requested, ids=ids, per_image=per_image)
 
+
+#: columns of ``per_image.csv`` (at the evaluation threshold)
+PER_IMAGE_COLUMNS = ("id", "n_targets", "hits", "predicted_targets", "false_alarm_pixels", "iou")
+
+
+def _image_row(sample_id: str, c, k: int) -> dict[str, Any]:
+    union = int(c.tp[k] + c.fp[k] + c.fn[k])
+    return {"id": sample_id, "n_targets": int(c.n_gt), "hits": int(c.hits[k]), "predicted_targets": int(c.n_pred[k]),
+            "false_alarm_pixels": int(c.fa_pixels[k]), "iou": (int(c.tp[k]) / union) if union else None}
+
+
+def _undefined(metrics: dict[str, Any], total: Counters, k: int, n_images: int, t: float) -> dict[str, str]:
+    """Why each undefined metric is undefined (its value becomes ``null``): never a silent NaN."""
+    why = {}
+    if total.n_gt == 0:
+        why["pd"] = (f"no ground-truth target in the {n_images} images: detection needs targets (Fa and the "
+                     "false alarms per image are defined)")
+        why["hse"] = "HSE's target part integrates Pd, which is undefined without targets (hse_detail.s_pix is defined)"
+    if total.n_pred[k] == 0:
+        why["target_precision"] = f"no predicted target at threshold {t:g}"
+    if total.n_gt == 0 and total.n_pred[k] == 0:
+        why["target_f1"] = "neither ground-truth nor predicted targets"
+    if int(total.tp[k] + total.fp[k] + total.fn[k]) == 0:
+        why["iou"] = "no target pixel labelled or predicted in the split"
+    return {key: reason for key, reason in why.items() if metrics.get(key) is None or metrics[key] != metrics[key]}
 
 def _select(c: Counters, index: Sequence[int] | np.ndarray) -> Counters:
     """The counters at a subset of the sweep's thresholds (every counter is per threshold)."""
@@ -281,6 +323,16 @@ def write_curves_csv(curves: dict[str, Any], path: str | Path) -> Path:
             v = t[k] if col == "threshold" else curves[col]
             row.append(_csv_cell(v[k] if isinstance(v, np.ndarray) else v))
         w.writerow(row)
+    return _write_text(Path(path), buf.getvalue())
+
+
+def write_per_image_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write :func:`score_maps`' per-image rows as CSV (empty cell for an undefined IoU)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(PER_IMAGE_COLUMNS)
+    for r in rows:
+        w.writerow(["" if r[c] is None else (repr(r[c]) if isinstance(r[c], float) else r[c]) for c in PER_IMAGE_COLUMNS])
     return _write_text(Path(path), buf.getvalue())
 
 
@@ -323,7 +375,9 @@ def write_outputs(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = {"metrics": _write_text(out / "metrics.json", json.dumps(result, indent=2))}
+    written = {"metrics": write_json(result, out / "metrics.json")}
+    if scores.per_image:
+        written["per_image"] = write_per_image_csv(scores.per_image, out / "per_image.csv")
     if scores.requested:
         written["curves"] = write_curves_csv(scores.curves, out / "curves.csv")
         from irfoundry.report.plots import save_curve_plots
@@ -341,6 +395,29 @@ def write_outputs(
             threshold=float(result["threshold"]),
         )
     return written
+
+
+#: how the field prints each scalar: (label, scale, unit)
+PRINTED = {"iou": ("IoU", 100.0, ""), "niou": ("nIoU", 100.0, ""), "pd": ("Pd", 100.0, ""),
+           "fa": ("Fa", 1e6, " x1e-6"), "hse": ("HSE", 1.0, ""), "target_precision": ("target precision", 100.0, ""),
+           "target_f1": ("target F1", 100.0, "")}
+
+
+def format_metrics(result: dict[str, Any]) -> str:
+    """``metrics.json`` as the field prints it: IoU / nIoU / Pd / HSE in percent, Fa x 1e-6, two decimals;
+    undefined metrics as ``n/a`` with the reason on their own line."""
+    def cell(key: str) -> str:
+        label, scale, unit = PRINTED[key]
+        v = result.get(key)
+        return f"{label} n/a" if v is None else f"{label} {v * scale:.2f}{unit}"
+
+    head = (f"{result.get('n_images')} images, {result.get('n_targets', '?')} targets, threshold "
+            f"{result.get('threshold')}" + (f", padding {result['padding']}" if result.get("padding") else ""))
+    lines = [head, "  " + "  ".join(cell(k) for k in ("iou", "niou", "pd", "fa", "hse")),
+             "  " + "  ".join(cell(k) for k in ("target_precision", "target_f1"))
+             + f"  images with a false alarm {result.get('images_with_false_alarm', '?')}"]
+    lines += [f"  {k} undefined: {why}" for k, why in (result.get("undefined") or {}).items()]
+    return "\n".join(lines)
 
 
 def summary_view(result: dict[str, Any]) -> dict[str, Any]:

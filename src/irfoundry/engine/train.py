@@ -17,7 +17,6 @@ every process is started at once (torchrun, SLURM), from ``trainer.run_name``, w
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -30,11 +29,12 @@ import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from irfoundry.data import load_norm_stats, save_norm_stats
+from irfoundry.engine.build import build_run
 from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, read_yaml
-from irfoundry.engine.build import build_run
 from irfoundry.engine.logs import continued_metrics_log
 from irfoundry.errors import ConfigError
+from irfoundry.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,9 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         created = True
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
         save_norm_stats(dm.norm, run_dir / "norm.json")
-        (run_dir / "data.json").write_text(json.dumps(dm.summary(), indent=2))
+        write_json(dm.summary(), run_dir / "data.json")
         if described:
-            (run_dir / "method.json").write_text(json.dumps(described, indent=2))
+            write_json(described, run_dir / "method.json")
     weights_cb = WeightsCheckpoint(
         run_dir, meta, cfg.trainer.monitor, cfg.trainer.monitor_mode, validate=dm.has_val, every_n_epochs=cfg.trainer.val_every
     )
@@ -250,5 +250,5 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         "data": dm.summary(),
     }
     if trainer.is_global_zero:
-        (run_dir / "train_result.json").write_text(json.dumps(result, indent=2))
+        write_json(result, run_dir / "train_result.json")
     return result

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from irfoundry.errors import CheckpointError
+from irfoundry.jsonio import dumps as json_dumps
 from irfoundry.models._registry import create_model, model_entry
 
 #: wrapper prefixes stripped from reference keys, outermost first
@@ -152,8 +153,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra: Mapping | Non
     meta = {"model_name": getattr(model, "model_name", ""), "model_kwargs": getattr(model, "model_kwargs", {})}
     meta.update(extra or {})
     tmp_w, tmp_j = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".json.tmp")
-    save_file(state, str(tmp_w), metadata={"format": "pt", "irfoundry": json.dumps(meta)})
-    tmp_j.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    save_file(state, str(tmp_w), metadata={"format": "pt", "irfoundry": json_dumps(meta, indent=None)})
+    tmp_j.write_text(json_dumps(meta, indent=2, sort_keys=True))
     os.replace(tmp_w, path)
     os.replace(tmp_j, sidecar_path(path))
     return path

@@ -51,7 +51,9 @@ def summarize(rows: Sequence[dict], comparisons: Sequence[Sequence[str]], paired
             base = {r["seed"]: r for r in groups.get((ds, host, ref), [])}
             pairs = [(r, base[r["seed"]]) for r in rs if r["seed"] in base]
             if pairs:
-                entry["paired"][ref] = {k: paired_difference([r[k] - b[k] for r, b in pairs]) for k in paired}
+                entry["paired"][ref] = {k: paired_difference([r[k] - b[k] for r, b in pairs
+                                                              if r.get(k) is not None and b.get(k) is not None])
+                                        for k in paired}
         base = {r["seed"]: r for r in groups.get((ds, host, reference), [])} if reference else {}
         ratios = [r["epoch_seconds"] / base[r["seed"]]["epoch_seconds"] for r in rs
                   if arm != reference and r["seed"] in base and r.get("epoch_seconds")

@@ -94,7 +94,7 @@ def train_and_test(key: RunKey, cfg: RunConfig) -> dict[str, Any]:
     test = evaluate(result["run_dir"], cfg.data.root, split=cfg.data.test_split)
     return {
         **key.as_dict(), "run_name": cfg.trainer.run_name, "test_split": cfg.data.test_split, "n_test": test["n_images"],
-        **{k: float(test[k]) for k in ROW_METRICS},
+        **{k: None if test[k] is None else float(test[k]) for k in ROW_METRICS},
         "best_epoch": result["best_epoch"], "val_iou": result["best_score"], "val": result["val_metrics"],
         "epoch_seconds": _epoch_seconds(Path(result["run_dir"])), "train_seconds": train_s,
         "run_dir": result["run_dir"], **({"resumed": True} if resume else {}),
