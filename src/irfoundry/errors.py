@@ -6,6 +6,8 @@ its message and exits with status 1. Anything else is a bug and keeps its traceb
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class IRFoundryError(Exception):
     """Base class of all user-facing errors."""
@@ -25,3 +27,16 @@ class CheckpointError(IRFoundryError):
 
 class ConfigError(IRFoundryError):
     """A configuration key is missing, unknown or has a value outside the allowed set."""
+
+
+class TrainingInterrupted(IRFoundryError):
+    """Ctrl-C (SIGINT) stopped training; says how to continue (the CLI exits 130)."""
+
+    def __init__(self, run_dir: Path | str, resumable: bool) -> None:
+        self.run_dir = run_dir
+        if resumable:
+            msg = (f"training interrupted; {run_dir} holds the state of its last finished epoch: continue with "
+                   f"'irfoundry train --resume {run_dir}'")
+        else:
+            msg = "training interrupted before its first epoch ended; nothing to resume (the run folder was removed)"
+        super().__init__(msg)

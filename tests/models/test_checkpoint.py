@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -86,6 +87,9 @@ def test_save_and_load_weights_round_trip(tmp_path):
     assert meta["model_name"] == "unet_tiny" and meta["model_kwargs"]["base"] == 4 and meta["note"] == "x"
     again = load_weights(out)
     assert _same_outputs(m, again)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # readable by colleagues (safetensors alone: 0600)
     # metadata embedded in the safetensors header is the fallback when the sidecar is gone
     out.with_suffix(".json").unlink()
     assert _same_outputs(m, load_weights(out))

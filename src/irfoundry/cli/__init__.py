@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from irfoundry import __version__
-from irfoundry.errors import IRFoundryError
+from irfoundry.errors import IRFoundryError, TrainingInterrupted
 
 EPILOG = """examples:
   irfoundry quickstart                            # the main job: synthetic data -> train -> eval -> predict
@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"irfoundry: {exc}", file=sys.stderr)
+        return 130
     except IRFoundryError as exc:
         print(f"irfoundry: error: {exc}", file=sys.stderr)
         return 1

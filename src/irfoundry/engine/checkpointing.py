@@ -32,8 +32,10 @@ def git_revision() -> str:
 class WeightsCheckpoint(L.Callback):
     """After each validation, write ``last.safetensors`` and, when ``monitor`` improved, ``best.safetensors``.
 
-    With ``validate=False`` (no validation split) only ``last`` exists, written at the end of training
-    epochs (every ``every_n_epochs`` and the final one)."""
+    Every run leaves weights: the final epoch is always validated (also when ``val_every`` does not divide
+    the number of epochs), and when training ends anywhere else (``trainer.max_steps`` within an epoch)
+    ``last`` is written once more. With ``validate=False`` (no validation split) only ``last`` exists,
+    written at the end of training epochs (every ``every_n_epochs`` and the final one)."""
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class WeightsCheckpoint(L.Callback):
         self.mode = mode
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+        self._last_step: int | None = None
 
     def state_dict(self) -> dict:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch}
@@ -66,6 +69,16 @@ class WeightsCheckpoint(L.Callback):
         if self.best_score is None:
             return True
         return score > self.best_score if self.mode == "max" else score < self.best_score
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        final = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if self.validate and final and trainer.check_val_every_n_epoch:
+            trainer.check_val_every_n_epoch = 1  # Lightning reads it at each epoch's end: validate the final one
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._last_step != trainer.global_step:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
+            self._write_last(trainer, pl_module, metrics)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not self.validate:
@@ -93,7 +106,9 @@ class WeightsCheckpoint(L.Callback):
             self._write_last(trainer, pl_module, {})
 
     def _write_last(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict) -> dict:
-        extra = {**self.meta, "epoch": trainer.current_epoch, "metrics": metrics, "git_revision": git_revision()}
+        self._last_step = trainer.global_step
+        extra = {**self.meta, "epoch": trainer.current_epoch, "global_step": trainer.global_step, "metrics": metrics,
+                 "git_revision": git_revision()}
         if trainer.is_global_zero:
             save_weights(pl_module.method.export_model(), self.run_dir / "last.safetensors", extra={**extra, "role": "last"})
         return extra

@@ -18,7 +18,7 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
             cand = path / f"{name}.safetensors"
             if cand.is_file():
                 return cand
-        raise CheckpointError(f"run folder {path} holds no {which}.safetensors or last.safetensors")
+        raise CheckpointError(_why_no_weights(path, which))
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (give a .safetensors file or a run folder)")
     if path.suffix != ".safetensors":
@@ -27,6 +27,18 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
             "'irfoundry models import FILE --model NAME --out X.safetensors'"
         )
     return path
+
+
+def _why_no_weights(run_dir: Path, which: str) -> str:
+    """The message for a folder without weights: what it is, and what to do."""
+    head = f"run folder {run_dir} holds no {which}.safetensors or last.safetensors"
+    if not (run_dir / "config.yaml").is_file():
+        return f"{head}, nor a config.yaml: it is not a run folder of 'irfoundry train' (give a .safetensors file)"
+    if (run_dir / "state" / "resume.ckpt").is_file():
+        return (f"{head}: its training was interrupted before weights were written; continue it with "
+                f"'irfoundry train --resume {run_dir}'")
+    return (f"{head}: its training stopped before the end of its first epoch (see {run_dir / 'logs'}); "
+            "train it again")
 
 
 def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, dict]:

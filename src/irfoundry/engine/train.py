@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -33,7 +34,7 @@ from irfoundry.engine.build import build_run
 from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, read_yaml
 from irfoundry.engine.logs import continued_metrics_log
-from irfoundry.errors import ConfigError
+from irfoundry.errors import ConfigError, TrainingInterrupted
 from irfoundry.jsonio import write_json
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         enable_model_summary=False,
     )
     ckpt = str(run_dir / RESUME_CKPT) if resume is not None else None
+    sigint = signal.getsignal(signal.SIGINT)
     previous = os.environ.get(RUN_DIR_ENV)
     if leader:
         os.environ[RUN_DIR_ENV] = str(run_dir)  # inherited by the processes Lightning's launcher starts
@@ -225,13 +227,17 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
                 warnings.filterwarnings("ignore", r"Experiment logs directory .* exists and is not empty")
             with continued_metrics_log(run_dir, resuming=resume is not None and leader):
                 trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
-    except BaseException:
-        if created and not (run_dir / RESUME_CKPT).is_file():
+    except BaseException as exc:
+        resumable = (run_dir / RESUME_CKPT).is_file()
+        if created and not resumable:
             # nothing resumable was written: remove this call's own folder so the same command can simply be rerun
             shutil.rmtree(run_dir, ignore_errors=True)
             log.warning("training stopped before its first epoch ended; removed the run folder %s", run_dir)
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)) and trainer.interrupted:
+            raise TrainingInterrupted(run_dir, resumable) from None
         raise
     finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C for good once it has caught one
         if leader:
             if previous is None:
                 os.environ.pop(RUN_DIR_ENV, None)

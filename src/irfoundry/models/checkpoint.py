@@ -137,6 +137,13 @@ def sidecar_path(weights_path: str | os.PathLike) -> Path:
     return Path(weights_path).with_suffix(".json")
 
 
+def _default_file_mode() -> int:
+    """``0o666`` minus the process umask: the mode ``open()`` gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_weights(model: nn.Module, path: str | os.PathLike, extra: Mapping | None = None) -> Path:
     """Write ``model``'s state dict as safetensors plus a JSON sidecar, atomically (temp file + rename).
 
@@ -154,6 +161,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, extra: Mapping | Non
     meta.update(extra or {})
     tmp_w, tmp_j = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".json.tmp")
     save_file(state, str(tmp_w), metadata={"format": "pt", "irfoundry": json_dumps(meta, indent=None)})
+    os.chmod(tmp_w, _default_file_mode())  # safetensors creates 0600 files: colleagues could not read them
     tmp_j.write_text(json_dumps(meta, indent=2, sort_keys=True))
     os.replace(tmp_w, path)
     os.replace(tmp_j, sidecar_path(path))
