@@ -72,9 +72,9 @@ parameters and MACs are printed; they equal the plain host's. predict / eval acc
 """
 
 QUICK_EPILOG = """examples:
-  irfoundry quickstart                        # synthetic data, a few CPU minutes
-  irfoundry quickstart --minutes 1 --out qs
-  irfoundry quickstart --data ../shared/data/sirst --model acm --minutes 10
+  irfoundry quickstart                        # synthetic data, 25 epochs: about 3 minutes on a 2-core CPU
+  irfoundry quickstart --epochs 5 --out qs
+  irfoundry quickstart --data ../shared/data/sirst --model acm --epochs 100 --threads 2
 """
 
 
@@ -103,6 +103,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for metrics.json (default: print only)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     _add_curve_flags(p)
+    _add_threads_flag(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("eval-maps", help="score saved probability maps (PNG / NPY) against a dataset split",
@@ -128,6 +129,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="images, folders or glob patterns")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
+    _add_threads_flag(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write the deployable network of a run alone (safetensors + JSON)",
@@ -145,7 +147,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "evaluate it on the test split and predict a few images.", epilog=QUICK_EPILOG,
                        formatter_class=RAW)
     p.add_argument("--data", default=None, help="dataset folder (default: generate the synthetic dataset)")
-    p.add_argument("--minutes", type=float, default=3.0, help="training budget in minutes (default 3)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 25: about 3 min on 2 cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the same numbers on any load; see irfoundry.threads)")
     p.add_argument("--model", default="unet_tiny", help="host network (default unet_tiny)")
     p.add_argument("--out", default="quickstart", help="output folder (default ./quickstart)")
     p.set_defaults(func=cmd_quickstart)
@@ -184,6 +188,11 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: OMP_NUM_THREADS if set, else half the CPUs; irfoundry.threads)")
+
+
 def _add_curve_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON (fractions) instead of the table")
     p.add_argument("--empty-niou", type=float, choices=(0.0, 1.0), default=0.0,
@@ -215,7 +224,9 @@ def _default_split(args: argparse.Namespace) -> str | None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from irfoundry.engine.evaluate import evaluate
+    from irfoundry.threads import use_threads
 
+    use_threads(args.threads)
     result = evaluate(args.checkpoint, args.data, split=_default_split(args), out=args.out,
                       threshold=args.threshold, thresholds=args.thresholds, report=args.report,
                       empty_niou=args.empty_niou)
@@ -235,7 +246,9 @@ def cmd_eval_maps(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from irfoundry.engine.predict import predict
+    from irfoundry.threads import use_threads
 
+    use_threads(args.threads)
     result = predict(args.checkpoint, args.inputs, args.out, threshold=args.threshold)
     n = sum(len(v["targets"]) for v in result["targets"].values())
     print(f"predicted {result['images']} image(s), {n} target(s) -> {result['out']}")
@@ -253,5 +266,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from irfoundry.engine.quickstart import quickstart
 
-    quickstart(data=args.data, minutes=args.minutes, model=args.model, out=args.out)
+    from irfoundry.engine.quickstart import QUICKSTART_EPOCHS
+
+    quickstart(data=args.data, epochs=args.epochs or QUICKSTART_EPOCHS, model=args.model, out=args.out,
+               threads=args.threads)
     return 0

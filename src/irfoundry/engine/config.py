@@ -144,6 +144,8 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     #: validation nIoU of an image with empty ground truth and prediction: 0 (the field's legacy rule) or 1
     empty_niou: float = 0.0
+    #: torch CPU threads (``null``: ``OMP_NUM_THREADS`` if set, else half the CPUs; :mod:`irfoundry.threads`)
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         for key in ("max_epochs", "batch_size", "eval_batch_size", "val_every"):
@@ -151,6 +153,8 @@ class TrainerConfig:
                 raise ConfigError(f"trainer.{key} must be a positive number, got {getattr(self, key)!r}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"trainer.max_steps must be null or a positive number, got {self.max_steps!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"trainer.threads must be null or a positive number, got {self.threads!r}")
         if self.empty_niou not in (0.0, 1.0):
             raise ConfigError(f"trainer.empty_niou must be 0 (legacy) or 1, got {self.empty_niou!r}")
         if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:

@@ -116,6 +116,7 @@ def evaluate(
             "split": spec.split,
             "checkpoint": meta["file"],
             "model": meta.get("model_name"),
+            "torch_threads": torch.get_num_threads(),
             "seconds": round(time.perf_counter() - t0, 3),
         }
         if meta.get("norm_source"):

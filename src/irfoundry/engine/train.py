@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -34,8 +35,10 @@ from irfoundry.engine.build import build_run
 from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, read_yaml
 from irfoundry.engine.logs import continued_metrics_log
+from irfoundry.engine.progress import EpochLog, quiet_lightning
 from irfoundry.errors import ConfigError, TrainingInterrupted
 from irfoundry.jsonio import write_json
+from irfoundry.threads import use_threads
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +149,8 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     Args:
         cfg: a :class:`RunConfig` (or a nested dict of its sections). Ignored when ``resume`` is given.
         resume: folder of an interrupted run to continue (same result as an uninterrupted run on CPU).
-        max_time: optional wall-clock budget ``"DD:HH:MM:SS"`` (Lightning ``max_time``), e.g. for quickstart.
+        max_time: optional wall-clock budget ``"DD:HH:MM:SS"`` (Lightning ``max_time``; the run then depends on
+            the machine's speed and load).
 
     Returns:
         ``{"run_dir", "best", "last", "best_epoch", "best_score", "monitor", "val_metrics", "data"}``.
@@ -158,11 +162,14 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         cfg = cfg if isinstance(cfg, RunConfig) else from_dict(cfg)
         run_dir = run_dir_of(cfg, leader)
 
+    threads = use_threads(cfg.trainer.threads)
+    quiet_lightning()
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     norm = load_norm_stats(run_dir / "norm.json") if resume is not None else None
     parts = build_run(cfg, norm=norm, run_dir=run_dir)  # everything built (or refused) before any file is written
     dm, host, method, module = parts.datamodule, parts.host, parts.method, parts.module
-    meta = {"config": cfg.to_dict(), "norm": {"mean": dm.norm["mean"], "std": dm.norm["std"]}, "data": dm.summary()}
+    meta = {"config": cfg.to_dict(), "norm": {"mean": dm.norm["mean"], "std": dm.norm["std"]}, "data": dm.summary(),
+            "torch_threads": threads}
     described = method.describe()
     if described:
         meta["method"] = described
@@ -189,6 +196,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         L.pytorch.loggers.TensorBoardLogger(run_dir, name="tb", version=""),
     ]
     t = cfg.trainer
+    bar = t.progress_bar and sys.stderr.isatty()  # not a terminal (a log file, CI): one line per epoch instead
     trainer = L.Trainer(
         max_epochs=t.max_epochs,
         max_steps=t.max_steps if t.max_steps is not None else -1,
@@ -200,7 +208,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         precision=_precision(cfg),
         check_val_every_n_epoch=t.val_every,
         deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=bar,
         log_every_n_steps=t.log_every_n_steps,
         # under manual optimisation the method clips through its step context (Lightning refuses this there)
         gradient_clip_val=t.gradient_clip_val if module.automatic_optimization else None,
@@ -209,7 +217,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         limit_val_batches=None if dm.has_val else 0,
         # the datamodule shards by rank itself: Lightning's DistributedSampler would repeat validation images
         use_distributed_sampler=False,
-        callbacks=[weights_cb, resume_cb],
+        callbacks=[weights_cb, resume_cb] + ([] if bar else [EpochLog()]),
         logger=loggers,
         default_root_dir=run_dir,
         enable_model_summary=False,
@@ -254,6 +262,7 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         "epochs": trainer.current_epoch,
         "val_metrics": val,
         "data": dm.summary(),
+        "torch_threads": threads,
     }
     if trainer.is_global_zero:
         write_json(result, run_dir / "train_result.json")
