@@ -63,3 +63,44 @@ def test_help_has_examples(cmd, capsys):
         main([*cmd, "--help"])
     assert e.value.code == 0
     assert "example" in capsys.readouterr().out
+
+
+def test_normalisation_travels_with_imported_weights(tiny_synth, tmp_path, capsys):
+    """Weights imported without statistics are refused by eval / predict with the fix named; --norm at import
+    (a preset or MEAN,STD on 0-255 grey) or at eval makes them run, and the source is recorded."""
+    ref = create_model("acm")
+    src = tmp_path / "ACM_400.pth.tar"
+    torch.save({"state_dict": {"model." + k: v for k, v in ref.state_dict().items()}}, src)
+    bare, normed = tmp_path / "bare.safetensors", tmp_path / "normed.safetensors"
+    assert main(["models", "import", str(src), "--model", "acm", "--out", str(bare)]) == 0
+    assert "no --norm given" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(bare), "--data", str(tiny_synth)]) == 1
+    assert "carries no normalisation statistics" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(bare), str(tiny_synth / "images"), "--out", str(tmp_path / "p")]) == 1
+    assert "--norm MEAN,STD" in capsys.readouterr().err
+    assert main(["models", "import", str(src), "--model", "acm", "--out", str(normed), "--norm", "sirst3"]) == 0
+    meta = json.loads(normed.with_suffix(".json").read_text())
+    assert meta["norm"] == {"mean": 95.010 / 255, "std": 41.511 / 255} and "LESPS" in meta["norm_source"]
+    assert main(["eval", "--checkpoint", str(normed), "--data", str(tiny_synth), "--json", "--out",
+                 str(tmp_path / "e")]) == 0
+    assert "sirst3" in json.loads((tmp_path / "e" / "metrics.json").read_text())["norm_source"]
+    assert main(["eval", "--checkpoint", str(bare), "--data", str(tiny_synth), "--norm", "101.06,34.62",
+                 "--out", str(tmp_path / "e2")]) == 0
+    assert "given: 0-255 101.06/34.62" in json.loads((tmp_path / "e2" / "metrics.json").read_text())["norm_source"]
+    capsys.readouterr()
+    assert main(["models", "import", str(src), "--model", "acm", "--out", str(tmp_path / "x"), "--norm", "sirst"]) == 1
+    assert "neither MEAN,STD" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_checkpoint_with_python_objects_is_refused_without_unsafe_advice(tmp_path, capsys):
+    src = tmp_path / "obj.pth"
+    torch.save({"state_dict": {}, "args": argparse_namespace()}, src)
+    assert main(["models", "import", str(src), "--model", "acm", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "beyond tensors and plain containers" in err and "weights_only=False" not in err
+
+
+def argparse_namespace():
+    import argparse
+
+    return argparse.Namespace(lr=1e-3)

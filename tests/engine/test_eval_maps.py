@@ -126,7 +126,7 @@ def test_eval_maps_on_predict_output_reproduces_eval(tiny_synth, tmp_path):
     # at 0.5 the 8-bit rule is eval's rule (p > 0.5 iff round(255 p) >= 128, unless p == 0.5 exactly);
     # HSE integrates other thresholds too, where quantisation may move a pixel, so it is not compared
     _assert_metrics(m, {k: e[k] for k in KEYS})
-    assert set(m) - {"pred_dir", "pred_suffix", "pred_files"} == set(e) - {"checkpoint", "model", "padding"}
+    assert set(m) - {"pred_dir", "pred_suffix", "pred_files"} == set(e) - {"checkpoint", "model", "padding", "torch_threads"}
     # maps of every image (train / val too) need --ignore-extra; the scores do not change
     everything = tmp_path / "all"
     predict(run["run_dir"], [str(tiny_synth / "images")], everything)

@@ -103,6 +103,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for metrics.json (default: print only)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     _add_curve_flags(p)
+    _add_norm_flag(p)
     _add_threads_flag(p)
     p.set_defaults(func=cmd_eval)
 
@@ -129,6 +130,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="images, folders or glob patterns")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5)
+    _add_norm_flag(p)
     _add_threads_flag(p)
     p.set_defaults(func=cmd_predict)
 
@@ -140,6 +142,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--which", choices=("best", "last"), default="best",
                    help="checkpoint of a run folder (default best, selected on validation; falls back to last)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_norm_flag(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quickstart", help="the main job: data -> train -> eval -> predict in a few minutes",
@@ -188,6 +191,12 @@ def cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_norm_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--norm", default=None, metavar="MEAN,STD|PRESET",
+                   help="normalisation replacing the checkpoint's: MEAN,STD on 0-255 grey or a preset (sirst3, "
+                        "nuaa-sirst, nudt-sirst, irstd-1k, ...); needed for weights imported without statistics")
+
+
 def _add_threads_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: OMP_NUM_THREADS if set, else half the CPUs; irfoundry.threads)")
@@ -229,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     result = evaluate(args.checkpoint, args.data, split=_default_split(args), out=args.out,
                       threshold=args.threshold, thresholds=args.thresholds, report=args.report,
-                      empty_niou=args.empty_niou)
+                      empty_niou=args.empty_niou, norm=args.norm)
     _print_metrics(result, args)
     return 0
 
@@ -249,7 +258,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from irfoundry.threads import use_threads
 
     use_threads(args.threads)
-    result = predict(args.checkpoint, args.inputs, args.out, threshold=args.threshold)
+    result = predict(args.checkpoint, args.inputs, args.out, threshold=args.threshold, norm=args.norm)
     n = sum(len(v["targets"]) for v in result["targets"].values())
     print(f"predicted {result['images']} image(s), {n} target(s) -> {result['out']}")
     return 0
@@ -258,7 +267,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from irfoundry.engine.export import export
 
-    result = export(args.checkpoint, args.out, which=args.which, overwrite=args.overwrite)
+    result = export(args.checkpoint, args.out, which=args.which, overwrite=args.overwrite, norm=args.norm)
     print(json_dumps(result))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 EPILOG_LIST = """examples:
   irfoundry models                 # name, params, MACs at 1x1x256x256, published values
@@ -44,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--model", required=True, help="registry name of the architecture, e.g. acm, alcnet, dnanet")
     imp.add_argument("--out", required=True, help="output .safetensors path (a .json sidecar is written beside it)")
     imp.add_argument("--in-chans", type=int, default=1, help="input channels of the checkpoint (default 1)")
+    imp.add_argument("--norm", default=None, metavar="MEAN,STD|PRESET",
+                     help="the normalisation the checkpoint was trained with: MEAN,STD on 0-255 grey or a preset "
+                          "(sirst3, nuaa-sirst, nudt-sirst, irstd-1k, ...); eval / predict refuse weights without it")
     imp.set_defaults(func=cmd_import)
 
 
@@ -91,7 +95,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from irfoundry.models.checkpoint import import_reference_checkpoint, save_weights
 
+    from irfoundry.data.norm_presets import parse_norm
+
+    norm = parse_norm(args.norm) if args.norm is not None else None  # checked before anything is read
     model = import_reference_checkpoint(args.checkpoint, args.model, in_chans=args.in_chans)
-    out = save_weights(model, args.out, extra={"imported_from": str(args.checkpoint)})
+    extra = {"imported_from": str(args.checkpoint)}
+    if norm is not None:
+        extra.update(norm={"mean": norm["mean"], "std": norm["std"]}, norm_source=norm["source"])
+    out = save_weights(model, args.out, extra=extra)
     print(f"imported {args.checkpoint} as {model.model_name} -> {out} (+ {out.with_suffix('.json').name})")
+    if norm is None:
+        print("note: no --norm given: eval / predict will ask for the statistics the checkpoint was trained with "
+              "(--norm MEAN,STD or a preset such as sirst3)", file=sys.stderr)
     return 0

@@ -69,6 +69,7 @@ def evaluate(
     thresholds: str | Sequence[float] | None = None,
     report: bool = False,
     empty_niou: float = 0.0,
+    norm: str | None = None,
 ) -> dict:
     """Score ``checkpoint`` (file or run folder) on ``data`` (``PATH`` or ``PATH:SPLIT``).
 
@@ -84,6 +85,8 @@ def evaluate(
         thresholds: curve thresholds (``"START:STOP:STEP"``, ``"a,b,c"`` or numbers): adds ``curves.csv``
             and the plots ``iou_niou_vs_threshold.png``, ``pd_vs_fa.png``, ``roc.png`` to ``out`` and
             computes HSE on them. Without it HSE is computed on the default grid 0.05..0.95 step 0.05.
+        norm: normalisation replacing the checkpoint's (``MEAN,STD`` on 0-255 grey or a preset such as
+            ``sirst3``); needed for weights that carry none (imported reference checkpoints).
         empty_niou: nIoU score of an image whose ground truth and prediction are both empty (0, the
             field's legacy rule, or 1); recorded as ``niou_empty``.
         report: write ``out/report.html`` (needs ``out``). The probability maps are spooled to a temporary
@@ -100,7 +103,7 @@ def evaluate(
     spec = resolve_split(data, split)
     if report and out is None:
         raise ConfigError("--report writes OUT/report.html; give an output folder with --out")
-    predictor, meta = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor, meta = Predictor.from_checkpoint(checkpoint, device=device, norm=norm)
     loader = eval_loader(spec, meta["norm"], batch_size=batch_size, multiple=predictor.multiple,
                          padding=predictor.padding)
     t0 = time.perf_counter()

@@ -22,7 +22,8 @@ from irfoundry.models.complexity import complexity
 PROVENANCE = ("config", "data", "method", "epoch", "metrics", "git_revision", "role", "monitor")
 
 
-def export(checkpoint: str | Path, out: str | Path, which: str = "best", overwrite: bool = False) -> dict:
+def export(checkpoint: str | Path, out: str | Path, which: str = "best", overwrite: bool = False,
+           norm: str | None = None) -> dict:
     """Write the deployable network of ``checkpoint`` (run folder or ``.safetensors``) to ``out``.
 
     Args:
@@ -39,10 +40,11 @@ def export(checkpoint: str | Path, out: str | Path, which: str = "best", overwri
         out = out.with_suffix(".safetensors")
     if not overwrite and (out.exists() or sidecar_path(out).exists()):
         raise CheckpointError(f"{out} already exists; choose another --out or pass --overwrite (nothing was written)")
-    model, meta = load_checkpoint(checkpoint, which)
+    model, meta = load_checkpoint(checkpoint, which, norm=norm)
     size = complexity(model, (1, int(getattr(model, "model_kwargs", {}).get("in_chans", 1)), 256, 256))
     extra = {
         "norm": meta["norm"],
+        **({"norm_source": meta["norm_source"]} if meta.get("norm_source") else {}),
         "exported_from": meta["file"],
         "complexity_at_256": size,
         "provenance": {k: meta[k] for k in PROVENANCE if k in meta},

@@ -121,11 +121,12 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, which: str = "best", *, device: str = "cpu",
-                        padding: str = "multiple") -> tuple["Predictor", dict]:
-        """A predictor of a weights file or run folder, and the checkpoint's metadata."""
+                        padding: str = "multiple", norm: str | None = None) -> tuple["Predictor", dict]:
+        """A predictor of a weights file or run folder, and the checkpoint's metadata (``norm``: statistics
+        replacing the stored ones, ``MEAN,STD`` on 0-255 grey or a preset)."""
         from irfoundry.engine.runs import load_checkpoint
 
-        model, meta = load_checkpoint(path, which)
+        model, meta = load_checkpoint(path, which, norm=norm)
         model = model.to(device).eval()
         return cls(model, norm=meta["norm"], multiple=input_multiple(model), padding=padding, device=device), meta
 

@@ -84,12 +84,13 @@ def predict(
     out: str | Path,
     threshold: float = 0.5,
     device: str = "cpu",
+    norm: str | None = None,
 ) -> dict:
     """Run a checkpoint on images; write maps, masks, overlays and ``targets.json`` into ``out``.
 
     Returns ``{"out": str, "images": int, "targets": {id: [...]}}``.
     """
-    predictor, _ = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor, _ = Predictor.from_checkpoint(checkpoint, device=device, norm=norm)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}

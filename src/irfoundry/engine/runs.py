@@ -41,17 +41,28 @@ def _why_no_weights(run_dir: Path, which: str) -> str:
             "train it again")
 
 
-def load_checkpoint(path: str | Path, which: str = "best") -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str | Path, which: str = "best", norm: str | None = None) -> tuple[nn.Module, dict]:
     """Model (eval mode) and metadata of a checkpoint or run folder.
 
-    The metadata always has ``norm`` (``{"mean", "std"}``); imported reference checkpoints, which carry
-    none, get the identity normalisation with a note in ``meta["norm_source"]``.
+    The metadata always has ``norm`` (``{"mean", "std"}`` in [0, 1] units): the statistics stored with the
+    weights, or ``norm`` (``MEAN,STD`` on 0-255 grey or a preset, :func:`irfoundry.data.norm_presets.
+    parse_norm`), which replaces them (``meta["norm_source"]`` says which). Weights without statistics and
+    no ``norm`` are refused: run with the wrong statistics they print a wrong number silently.
     """
+    from irfoundry.data.norm_presets import parse_norm
+
+    given = parse_norm(norm) if norm is not None else None
     file = resolve_checkpoint(path, which)
     meta = read_weights_meta(file)
+    if given is not None:
+        meta["norm"] = {"mean": given["mean"], "std": given["std"]}
+        meta["norm_source"] = given["source"]
+    elif "norm" not in meta:
+        raise CheckpointError(
+            f"{file} carries no normalisation statistics (an imported reference checkpoint?); give the ones it was "
+            "trained with: --norm MEAN,STD (0-255 grey) or a preset such as sirst3 / nuaa-sirst / nudt-sirst, or "
+            "store them once with 'irfoundry models import ... --norm'"
+        )
     model = load_weights(file).eval()
-    if "norm" not in meta:
-        meta["norm"] = {"mean": 0.0, "std": 1.0}
-        meta["norm_source"] = "none stored with the weights: identity normalisation"
     meta["file"] = str(file)
     return model, meta

@@ -56,12 +56,18 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which would run arbitrary code: never pass it on
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {exc}. It is corrupt, truncated, or holds Python objects beyond "
-            "tensors and plain containers (only weights_only=True loading is allowed); re-save it as "
-            "torch.save({'state_dict': model.state_dict()}, path)"
-        ) from exc
+            f"cannot read checkpoint {path}: it holds pickled Python objects beyond tensors and plain containers, "
+            "which irfoundry does not load (loading them could run code from the file). Where the file is "
+            "trusted, re-save its weights: torch.save({'state_dict': model.state_dict()}, path)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is not a PyTorch checkpoint, or it is corrupt or truncated ({first})"
+        ) from None
     for key in ("state_dict", "model", "net", "model_state_dict"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
