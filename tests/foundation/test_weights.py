@@ -350,3 +350,23 @@ def test_lukemelas_mapping_names_keys_it_cannot_place():
         model = timm.create_model("tf_efficientnet_lite0")
     with pytest.raises(CheckpointError, match=r"file has 17 blocks, model 16; unmapped keys: _blocks\.16\._depthwise_conv"):
         efficientnet_from_lukemelas(state, model, "package")
+
+
+def test_an_unreachable_hub_fails_at_once_not_after_retries(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    t0 = time.monotonic()
+    with pytest.raises(CheckpointError, match="not reachable from this machine.*dinov2_vits14_pretrain.pth"):
+        create_foundation("dinov2_vits14")
+    assert time.monotonic() - t0 < 10  # hf_hub_download alone retried for about 45 s (issue 17)

@@ -220,7 +220,7 @@ class IRSTDDataModule(L.LightningDataModule):
         for req in self._feature_requests:
             if self.trainer is not None:  # build where training will run (Lightning moves the module later)
                 req.model.to(self.trainer.strategy.root_device)
-            cache = FeatureCache(req.model, self.train_samples, root=req.root).build(progress=False)
+            cache = FeatureCache(req.model, self.train_samples, root=req.root).build(progress=True)
             log.info("feature cache %s: %s", req.name, cache.stats)
             self.stores[req.name] = cache
         alignment = math.lcm(*(c.alignment for c in self.stores.values()))

