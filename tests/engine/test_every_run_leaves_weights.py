@@ -67,3 +67,19 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_the_resume_finishes(tiny_s
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((run / "train_result.json").read_text())["epochs"] == 40
+
+
+def test_a_finished_run_is_extended_with_resume_and_max_epochs(tiny_synth, tmp_path, capsys):
+    from irfoundry.cli import main
+
+    two = train(from_dict(tiny_config(tiny_synth, tmp_path / "a", "ext", max_epochs=2)))
+    three = train(from_dict(tiny_config(tiny_synth, tmp_path / "b", "full", max_epochs=3)))
+    run = Path(two["run_dir"])
+    assert main(["train", "--resume", str(run), "--set", "optim.lr=1"]) == 1
+    assert "--resume cannot change optim.lr" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--set", "trainer.max_epochs=1"]) == 1
+    assert "cannot shorten" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--set", "trainer.max_epochs=3"]) == 0
+    extended = json.loads((run / "train_result.json").read_text())
+    assert extended["epochs"] == 3 and yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_epochs"] == 3
+    assert extended["val_metrics"] == three["val_metrics"]  # as if it had been started for 3 epochs

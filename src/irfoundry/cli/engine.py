@@ -15,6 +15,7 @@ TRAIN_EPILOG = """examples:
   irfoundry train cpu/acm_sirst427 --set trainer.devices=2 --set trainer.strategy=ddp
   irfoundry train my_run.yaml        # a YAML file; 'defaults: [protocol/cpu, data/nudt, model/acm, method/fdep]'
   irfoundry train --resume runs/acm_sirst427                         # continue an interrupted run
+  irfoundry train --resume runs/acm_sirst427 --set trainer.max_epochs=200   # extend a finished one
 
 Config sections: data, model, method, optim, trainer (see irfoundry/engine/config.py for every key;
 method.options are the method's own, checked when the config is loaded). Every part is built before the
@@ -164,9 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from irfoundry.errors import ConfigError
 
     if args.resume:
-        if args.config or args.overrides:
-            raise ConfigError("--resume continues a run with its saved config; do not pass a config or --set")
-        result = train(None, resume=args.resume)
+        if args.config:
+            raise ConfigError("--resume continues a run with its saved config; do not pass a config file "
+                              "(--set trainer.max_epochs=N may extend it)")
+        result = train(None, resume=args.resume, resume_overrides=args.overrides)
     else:
         if not args.config:
             raise ConfigError("give a config (a named run such as cpu/acm_sirst427, or a YAML file) or --resume RUN_DIR")

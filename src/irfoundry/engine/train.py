@@ -25,6 +25,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import lightning as L
 import torch
@@ -33,7 +34,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from irfoundry.data import load_norm_stats, save_norm_stats
 from irfoundry.engine.build import build_run
 from irfoundry.engine.checkpointing import WeightsCheckpoint
-from irfoundry.engine.config import RunConfig, from_dict, read_yaml
+from irfoundry.engine.config import RunConfig, from_dict, merge_overrides, read_yaml
 from irfoundry.engine.logs import continued_metrics_log
 from irfoundry.engine.progress import EpochLog, quiet_lightning
 from irfoundry.errors import ConfigError, TrainingInterrupted
@@ -110,15 +111,30 @@ def run_dir_of(cfg: RunConfig, leader: bool) -> Path:
     )
 
 
-def resolve_resume(resume: str | os.PathLike) -> tuple[RunConfig, Path]:
-    """Config and folder of an interrupted run."""
+#: what ``--resume RUN --set KEY=VALUE`` may change: the run's length and how it is run, never what it learns
+RESUME_OVERRIDES = ("trainer.max_epochs", "trainer.max_steps", "trainer.progress_bar", "trainer.threads",
+                    "trainer.log_every_n_steps", "data.num_workers")
+
+
+def resolve_resume(resume: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[RunConfig, Path]:
+    """Config and folder of an interrupted (or finished, to extend) run; ``overrides`` may change only
+    :data:`RESUME_OVERRIDES` (e.g. ``trainer.max_epochs=200`` continues a finished 100-epoch run)."""
     run_dir = Path(resume)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"cannot resume {run_dir}: no config.yaml in it")
     if not (run_dir / RESUME_CKPT).is_file():
         raise ConfigError(f"cannot resume {run_dir}: it holds no {RESUME_CKPT} (was it started by irfoundry train?)")
-    cfg = from_dict(read_yaml(cfg_path))
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if key not in RESUME_OVERRIDES:
+            raise ConfigError(f"--resume cannot change {key}: a resumed run keeps its config; it may change only "
+                              f"{', '.join(RESUME_OVERRIDES)} (start a new run for anything else)")
+    saved = read_yaml(cfg_path)
+    cfg = from_dict(merge_overrides(saved, overrides))
+    if cfg.trainer.max_epochs < int(saved.get("trainer", {}).get("max_epochs", 0)):
+        raise ConfigError(f"--resume cannot shorten {run_dir} below the trainer.max_epochs it was started with "
+                          f"({saved['trainer']['max_epochs']})")
     cfg.trainer.out_dir, cfg.trainer.run_name = str(run_dir.parent), run_dir.name
     return cfg, run_dir
 
@@ -143,12 +159,16 @@ def _strategy(cfg: RunConfig, host, method) -> object:
     return cfg.trainer.strategy
 
 
-def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_time: str | None = None) -> dict:
+def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_time: str | None = None,
+          resume_overrides: Sequence[str] = ()) -> dict:
     """Train ``cfg.model`` with ``cfg.method`` on ``cfg.data``.
 
     Args:
         cfg: a :class:`RunConfig` (or a nested dict of its sections). Ignored when ``resume`` is given.
-        resume: folder of an interrupted run to continue (same result as an uninterrupted run on CPU).
+        resume: folder of an interrupted run to continue (same result as an uninterrupted run on CPU), or of a
+            finished one to extend with ``resume_overrides=["trainer.max_epochs=N"]``.
+        resume_overrides: ``--set`` values for a resumed run (only :data:`RESUME_OVERRIDES`); the run's
+            config.yaml is updated with them.
         max_time: optional wall-clock budget ``"DD:HH:MM:SS"`` (Lightning ``max_time``; the run then depends on
             the machine's speed and load).
 
@@ -157,7 +177,10 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     """
     leader = launched_as_rank_zero()
     if resume is not None:
-        cfg, run_dir = resolve_resume(resume)
+        cfg, run_dir = resolve_resume(resume, resume_overrides)
+        if resume_overrides and leader:
+            (run_dir / "config.yaml").write_text(cfg.to_yaml())
+            log.info("resuming %s with %s", run_dir, ", ".join(resume_overrides))
     else:
         cfg = cfg if isinstance(cfg, RunConfig) else from_dict(cfg)
         run_dir = run_dir_of(cfg, leader)
