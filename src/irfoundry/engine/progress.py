@@ -37,9 +37,11 @@ class EpochLog(L.Callback):
         self._t0, self._start_epoch = time.perf_counter(), trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or self._t0 is None:
+        if self._t0 is None:
             return
-        m = trainer.callback_metrics
+        m = trainer.callback_metrics  # on every process: reading it may synchronise the epoch means (DDP)
+        if not trainer.is_global_zero:
+            return
         done = trainer.current_epoch + 1
         per_epoch = (time.perf_counter() - self._t0) / max(1, done - self._start_epoch)
         parts = [f"epoch {done}/{trainer.max_epochs}"]
