@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # legacy.py beside this script
 
-from irfoundry.bench import write_json
+from irfoundry.jsonio import write_json
 from legacy import recount_epochs
 
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from irfoundry.data.transforms import (
     IntensityJitter,
     TrainTransform,
-    crop_to,
-    pad_to_multiple,
     random_crop,
     random_flip_rot,
 )
@@ -93,31 +90,3 @@ def test_bad_config():
         TrainTransform(pad_mode="wrap")
     with pytest.raises(ConfigError, match="hflip"):
         TrainTransform(hflip=2.0)
-
-
-@pytest.mark.parametrize("mode", ["zero", "reflect"])
-def test_pad_crop_round_trip_numpy_and_torch(mode):
-    x = np.random.default_rng(0).random((3, 45, 70)).astype(np.float32)
-    p, size = pad_to_multiple(x, 32, mode=mode)
-    assert p.shape == (3, 64, 96) and size == (45, 70)
-    np.testing.assert_array_equal(crop_to(p, size), x)
-    if mode == "zero":
-        assert p[:, 45:].sum() == 0 and p[..., 70:].sum() == 0
-    t = torch.from_numpy(x)[None]
-    pt, size_t = pad_to_multiple(t, 32, mode=mode)
-    assert pt.shape == (1, 3, 64, 96) and size_t == (45, 70)
-    assert torch.equal(crop_to(pt, size_t), t)
-    np.testing.assert_allclose(pt[0].numpy(), p)
-    small = torch.rand(1, 1, 5, 7)  # reflect padding larger than the input
-    ps, s = pad_to_multiple(small, 32, mode=mode)
-    assert ps.shape == (1, 1, 32, 32) and torch.equal(crop_to(ps, s), small)
-
-
-def test_pad_noop_and_errors():
-    x = np.zeros((64, 32))
-    p, size = pad_to_multiple(x, 32)
-    assert p is x and size == (64, 32)
-    with pytest.raises(ValueError, match="smaller"):
-        crop_to(np.zeros((4, 4)), (8, 8))
-    with pytest.raises(ConfigError):
-        pad_to_multiple(x, 0)

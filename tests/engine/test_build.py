@@ -51,3 +51,16 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(tiny_synth, tmp_pa
     assert "became" in capsys.readouterr().err  # the NaN guard names the step and the images
     assert not (tmp_path / "runs" / "run").exists()
     assert main(["train", str(cfg)]) == 0  # the same command, fixed, is not refused as 'already exists'
+
+
+def test_trainer_settings_and_names_that_only_lightning_or_the_registry_know_fail_before_any_file(
+        tiny_synth, tmp_path, capsys):
+    cfg = _cfg_file(tmp_path, tiny_synth)
+    run = tmp_path / "runs" / "run"
+    assert main(["train", str(cfg), "--set", "trainer.precision=bf17"]) == 1
+    assert "Lightning refused the trainer settings" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--set", "trainer.monitor=val/IoU"]) == 1
+    assert "Did you mean 'val/iou'" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--set", "model.name=acmm"]) == 1
+    assert "model.name: unknown model 'acmm'" in capsys.readouterr().err
+    assert not run.exists()

@@ -83,3 +83,13 @@ def test_a_finished_run_is_extended_with_resume_and_max_epochs(tiny_synth, tmp_p
     extended = json.loads((run / "train_result.json").read_text())
     assert extended["epochs"] == 3 and yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_epochs"] == 3
     assert extended["val_metrics"] == three["val_metrics"]  # as if it had been started for 3 epochs
+
+
+def test_extending_a_run_whose_schedule_depends_on_its_length_is_refused(tiny_synth, tmp_path, capsys):
+    from irfoundry.cli import main
+
+    cfg = tiny_config(tiny_synth, tmp_path, "cos", max_epochs=1)
+    cfg["optim"].update(scheduler="cosine")
+    run = Path(train(from_dict(cfg))["run_dir"])
+    assert main(["train", "--resume", str(run), "--set", "trainer.max_epochs=2"]) == 1
+    assert "cosine schedule was laid out over its original length" in capsys.readouterr().err

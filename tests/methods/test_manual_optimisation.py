@@ -131,6 +131,7 @@ def test_a_method_predicts_full_training_images_through_the_one_inference_path(t
 
         def on_train_epoch_end(self, ctx):
             predictor = ctx.predictor(self.predict_logits)
+            stats = {k: v.clone() for k, v in self.host.state_dict().items() if "running" in k}
             for batch in ctx.loader("train_full"):
                 probs = predictor.batch_probabilities(batch)
                 for sid, size, counted, prob in zip(batch["id"], batch["size"], batch["counted"], probs):
@@ -138,6 +139,8 @@ def test_a_method_predicts_full_training_images_through_the_one_inference_path(t
                     if counted:
                         seen[sid] = tuple(size)
             seen["stores"] = dict(ctx.stores)
+            # predicted in eval mode: BatchNorm kept its running statistics, and training mode is back
+            assert all(torch.equal(v, self.host.state_dict()[k]) for k, v in stats.items()) and self.training
 
     cfg = tiny_config(tiny_synth, tmp_path, "spy", max_epochs=1)
     cfg["method"]["name"] = "full_image_spy_test"

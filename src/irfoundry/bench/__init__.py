@@ -5,7 +5,8 @@ Every benchmark module offers the same three functions, which ``irfoundry bench`
 
 * ``add_arguments(parser) -> parser``: its command-line options;
 * ``run(args: dict) -> dict``: the measurement, options as a dict (``vars(namespace)``); returns a
-  JSON-ready result (``"ok": False`` when a built-in check failed) and writes the files its options ask for;
+  JSON-ready result (``"ok": False`` when a built-in check failed) and writes the files its options ask for
+  (strict JSON, :func:`irfoundry.jsonio.write_json`);
 * ``format_table(result) -> str``: what the command prints.
 
 Modules: :mod:`irfoundry.bench.train` (training / inference throughput of every host),
@@ -17,18 +18,3 @@ heavy packages inside ``run`` where possible: the CLI imports every module to bu
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
-
-from irfoundry.jsonio import dumps as json_dumps
-
-
-def write_json(doc: dict, path: str | os.PathLike) -> str:
-    """Write a benchmark result as indented JSON, atomically (temp file + rename); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json_dumps(doc) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return str(path)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from irfoundry.bench import write_json
+from irfoundry.jsonio import write_json
 from irfoundry.data import DatasetSpec, IRSTDDataset, TrainTransform, collate, compute_norm_stats
 from irfoundry.errors import ConfigError
 from irfoundry.foundation.cache import FeatureCache

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
-from irfoundry.bench import write_json
+from irfoundry.jsonio import write_json
 from irfoundry.errors import ConfigError, DataError, IRFoundryError
 
 #: the real data next to a source checkout (``<checkout>/../shared/data``); pass --data-root elsewhere
@@ -169,7 +169,7 @@ def run(args: dict) -> dict[str, Any]:
         result["ok"] = result["ok"] and all(entry[c]["counts_equal"] for c in ("single", *thresholds))
         result[ds] = entry
     if a["json"]:
-        result["json"] = write_json(result, a["json"])
+        result["json"] = str(write_json(result, a["json"]))
     return result
 
 

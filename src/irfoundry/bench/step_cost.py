@@ -20,7 +20,7 @@ import statistics
 import time
 from typing import Any
 
-from irfoundry.bench import write_json
+from irfoundry.jsonio import write_json
 from irfoundry.errors import ConfigError
 
 EPILOG = """examples:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from irfoundry.bench import write_json
+from irfoundry.jsonio import write_json
 from irfoundry.errors import ConfigError
 
 #: registered hosts that exist for tests only and are skipped by default
@@ -175,7 +175,7 @@ def run(args: dict) -> dict[str, Any]:
         result["results"].append(bench_model(name, size=a["size"], batch=a["batch"], steps=a["steps"],
                                              warmup=a["warmup"], device=a["device"], seed=a["seed"]))
     if a["json"]:
-        result["json"] = write_json(result, a["json"])
+        result["json"] = str(write_json(result, a["json"]))
     return result
 
 

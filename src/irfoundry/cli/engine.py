@@ -275,10 +275,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from irfoundry.engine.quickstart import quickstart
+    from irfoundry.engine.quickstart import QUICKSTART_EPOCHS, quickstart
 
-    from irfoundry.engine.quickstart import QUICKSTART_EPOCHS
-
-    quickstart(data=args.data, epochs=args.epochs or QUICKSTART_EPOCHS, model=args.model, out=args.out,
-               threads=args.threads)
+    quickstart(data=args.data, epochs=QUICKSTART_EPOCHS if args.epochs is None else args.epochs, model=args.model,
+               out=args.out, threads=args.threads)
     return 0

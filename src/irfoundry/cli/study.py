@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         r.add_argument(f"--{axis}", default=None, help=f"comma-separated subset of the spec's {axis}")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value of every run, e.g. trainer.max_epochs=400 (repeatable)")
-    r.add_argument("--threads", type=int, default=None, help="torch threads (default: leave as is)")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch threads of every run (= --set trainer.threads=N; default: irfoundry.threads' rule)")
     r.add_argument("--markdown", action="store_true", help="print the summary as Markdown tables")
     r.set_defaults(func=cmd_run)
     s = ssub.add_parser("summary", help="print the tables of one or more results files of one spec",
@@ -68,10 +69,7 @@ def _print(doc: dict, markdown: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from irfoundry.study import load_spec, run_study
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(int(args.threads))
+    overrides = list(args.overrides) + ([f"trainer.threads={int(args.threads)}"] if args.threads else [])
     seeds = _csv(args.seeds)
     try:
         seeds = None if seeds is None else [int(x) for x in seeds]
@@ -79,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from irfoundry.errors import ConfigError
 
         raise ConfigError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    doc = run_study(load_spec(args.spec), runs_dir=args.runs, out=args.out, overrides=args.overrides,
+    doc = run_study(load_spec(args.spec), runs_dir=args.runs, out=args.out, overrides=overrides,
                     datasets=_csv(args.datasets), hosts=_csv(args.hosts), arms=_csv(args.arms), seeds=seeds)
     _print(doc, args.markdown)
     if args.out:
@@ -88,11 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from irfoundry.study.runner import join_results, write_results
+    from irfoundry.jsonio import write_json
+    from irfoundry.study.runner import join_results
 
     doc = join_results(args.results)
     if args.out:
-        write_results(doc, args.out)
+        write_json(doc, args.out)
     _print(doc, args.markdown)
     return 0
 

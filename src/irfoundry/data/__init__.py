@@ -32,8 +32,6 @@ from irfoundry.data.synth import synth_sample, write_synthetic_dataset
 from irfoundry.data.transforms import (
     IntensityJitter,
     TrainTransform,
-    crop_to,
-    pad_to_multiple,
     random_crop,
     random_flip_rot,
 )
@@ -60,11 +58,9 @@ __all__ = [
     "check_dataset",
     "collate",
     "compute_norm_stats",
-    "crop_to",
     "detect_layout",
     "label_components",
     "load_norm_stats",
-    "pad_to_multiple",
     "points_to_mask",
     "random_crop",
     "random_flip_rot",

@@ -54,7 +54,7 @@ class IRSTDDataset(Dataset):
     Args:
         samples: resolved samples (``DatasetSpec.resolve()``), or a spec / spec string to resolve.
         transform: paired transform ``(image, target, rng) -> (image, target)`` applied before normalisation,
-            or ``None`` (evaluation: native size, no padding; see ``transforms.pad_to_multiple``).
+            or ``None`` (evaluation: native size; the inference path pads, ``irfoundry.engine.inference``).
         norm: ``{"mean": float, "std": float}`` (from :func:`compute_norm_stats`), or ``None`` for no
             normalisation.
         seed: ``None`` draws transform randomness from torch's generator (seeded per DataLoader worker by

@@ -16,8 +16,8 @@ foundation feature cache, ``irfoundry.foundation.cache``) can be cut and turned 
 feature map of stride ``s`` can be sliced at whole cells); ``snap=1`` (default) is the historical
 behaviour, bit for bit.
 
-Evaluation: networks run at native resolution; ``pad_to_multiple(x, 32)`` pads bottom/right and
-``crop_to(y, (h, w))`` removes the padding from the output. Nothing is resized.
+Evaluation images are not transformed: the inference path (:mod:`irfoundry.engine.inference`) pads them to
+the model's input multiple and crops the output back. Nothing is resized.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from irfoundry.errors import ConfigError
@@ -383,47 +382,3 @@ class TrainTransform:
             image = self.jitter(image, rng)
         geometry = CropGeometry(top, left, self.crop_size, self.crop_size, *ops)
         return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask), geometry
-
-
-def pad_to_multiple(x, multiple: int = 32, *, mode: str = "zero", value: float = 0.0):
-    """Pad the last two dims (H, W) at the bottom/right up to multiples of ``multiple``.
-
-    Args:
-        x: numpy array or torch tensor ``... x H x W``.
-        mode: ``"zero"`` (constant ``value``) or ``"reflect"``.
-
-    Returns:
-        ``(padded, (h, w))``: same type, ``... x H' x W'``, and the original size for :func:`crop_to`.
-    """
-    if mode not in PAD_MODES:
-        raise ConfigError(f"pad mode {mode!r} is not one of {PAD_MODES}.")
-    if multiple < 1:
-        raise ConfigError(f"pad multiple must be positive, got {multiple}.")
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    if isinstance(x, torch.Tensor):
-        if mode == "zero":
-            return F.pad(x, (0, pw, 0, ph), value=value), (h, w)
-        shape = x.shape
-        flat = x.reshape(-1, 1, h, w)
-        if ph >= h or pw >= w:  # torch reflect needs pad < size: fall back to repeated numpy reflect
-            out = torch.from_numpy(np.pad(flat.cpu().numpy(), ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect"))
-            out = out.to(x.device)
-        else:
-            out = F.pad(flat, (0, pw, 0, ph), mode="reflect")
-        return out.reshape(*shape[:-2], h + ph, w + pw), (h, w)
-    widths = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
-    if mode == "zero":
-        return np.pad(x, widths, constant_values=value), (h, w)
-    return np.pad(x, widths, mode="reflect"), (h, w)
-
-
-def crop_to(y, size: tuple[int, int]):
-    """Crop the last two dims of an array or tensor to ``size = (h, w)`` (top-left), undoing
-    :func:`pad_to_multiple`."""
-    h, w = int(size[0]), int(size[1])
-    if y.shape[-2] < h or y.shape[-1] < w:
-        raise ValueError(f"cannot crop a {tuple(y.shape[-2:])} map to {h}x{w}: it is smaller")
-    return y[..., :h, :w]

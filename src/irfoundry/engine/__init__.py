@@ -1,29 +1,34 @@
 """Training, evaluation and prediction on Lightning.
 
-The only package that imports Lightning. Entry points::
+The only package that imports Lightning, and only where it is needed: the names below load on first
+use, so ``irfoundry.engine.inference`` / ``config`` / ``compose`` / ``scoring`` stay free of it. Entry
+points::
 
     from irfoundry.engine import train, evaluate, evaluate_maps, predict, load_config
-    result = train(load_config("configs/acm_sirst427.yaml", ["trainer.max_epochs=50"]))
+    result = train(load_config("cpu/acm_sirst427", ["trainer.max_epochs=50"]))
 """
 
-from irfoundry.engine.config import RunConfig, from_dict, load_config
-from irfoundry.engine.eval_maps import evaluate_maps
-from irfoundry.engine.evaluate import evaluate
-from irfoundry.engine.export import export
-from irfoundry.engine.predict import predict
-from irfoundry.engine.scoring import Scores, parse_thresholds, score_maps
-from irfoundry.engine.train import train
+from __future__ import annotations
 
-__all__ = [
-    "RunConfig",
-    "Scores",
-    "evaluate",
-    "evaluate_maps",
-    "export",
-    "from_dict",
-    "load_config",
-    "parse_thresholds",
-    "predict",
-    "score_maps",
-    "train",
-]
+import importlib
+
+#: public name -> module that defines it
+_EXPORTS = {
+    "RunConfig": "config", "from_dict": "config", "load_config": "config",
+    "evaluate_maps": "eval_maps", "evaluate": "evaluate", "export": "export", "predict": "predict",
+    "Scores": "scoring", "parse_thresholds": "scoring", "score_maps": "scoring", "train": "train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'irfoundry.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"irfoundry.engine.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,6 +9,7 @@ so ``train`` writes the run folder only once all of it exists.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -17,10 +18,21 @@ from irfoundry.engine.config import RunConfig
 from irfoundry.engine.datamodule import IRSTDDataModule
 from irfoundry.engine.module import IRSTDModule
 from irfoundry.errors import ConfigError
+from irfoundry.metrics import REPORTED
 from irfoundry.methods import build_method
 from irfoundry.methods.base import Method
 from irfoundry.methods.context import BuildEnv
 from irfoundry.models import create_model, init_output_probability, input_multiple
+
+
+def _check_monitor(monitor: str, branches: list[str]) -> None:
+    """``trainer.monitor`` must name a logged validation value, or ``best`` would silently never be written."""
+    allowed = [f"val/{k}" for k in REPORTED] + [f"val_{b}/{k}" for b in branches[1:] for k in REPORTED]
+    if monitor not in allowed:
+        close = difflib.get_close_matches(monitor, allowed, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"trainer.monitor = {monitor!r} is not a logged validation value.{hint} Choose one of: "
+                          f"{', '.join(allowed)}")
 
 
 @dataclass
@@ -51,6 +63,7 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
         init_output_probability(host, cfg.model.init_prob, cfg.model.init_weight_std)
     dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm, multiple=multiple)
     method = build_method(cfg.method, host, BuildEnv(norm=dm.norm))
+    _check_monitor(cfg.trainer.monitor, list(method.eval_branches()))
     dm.request_features(method.data_requests().features)
     module = IRSTDModule(method, cfg.optim, gradient_clip_val=cfg.trainer.gradient_clip_val, run_dir=run_dir,
                          norm=dm.norm, empty_niou=cfg.trainer.empty_niou)

@@ -57,11 +57,12 @@ class WeightsCheckpoint(L.Callback):
         self._last_step: int | None = None
 
     def state_dict(self) -> dict:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "last_step": self._last_step}
 
     def load_state_dict(self, state: dict) -> None:
         self.best_score = state.get("best_score")
         self.best_epoch = state.get("best_epoch")
+        self._last_step = state.get("last_step")
 
     def _improved(self, score: float) -> bool:
         if math.isnan(score):
@@ -76,9 +77,10 @@ class WeightsCheckpoint(L.Callback):
             trainer.check_val_every_n_epoch = 1  # Lightning reads it at each epoch's end: validate the final one
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # training ended where no weights were written (max_steps within an epoch): the weights of this step,
+        # without validation metrics (those of an earlier epoch would be attributed to them)
         if self._last_step != trainer.global_step:
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
-            self._write_last(trainer, pl_module, metrics)
+            self._write_last(trainer, pl_module, {})
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not self.validate:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import yaml
 
-from irfoundry.errors import ConfigError
+from irfoundry.errors import ConfigError, ModelError
 from irfoundry.options import choice_error, parse_dataclass
 from irfoundry.optim import OptimConfig
 
@@ -90,6 +90,12 @@ class ModelConfig:
     init_weight_std: float | None = 0.01
 
     def __post_init__(self) -> None:
+        from irfoundry.models import model_entry
+
+        try:
+            model_entry(self.name)
+        except ModelError as exc:
+            raise ConfigError(f"model.name: {exc}") from None
         if self.init_prob is not None and not 0.0 < self.init_prob < 1.0:
             raise ConfigError(f"model.init_prob must be null or a probability in (0, 1), got {self.init_prob!r}")
         if self.init_weight_std is not None and self.init_weight_std < 0:

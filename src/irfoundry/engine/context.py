@@ -75,7 +75,8 @@ class LightningStepContext:
 
     def predictor(self, fn) -> Predictor:
         dm = self._trainer.datamodule
-        return Predictor(fn, norm=self.norm, multiple=dm.multiple, padding=dm.padding, device=self.device)
+        return Predictor(fn, norm=self.norm, multiple=dm.multiple, padding=dm.padding, device=self.device,
+                         module=self._module.method)
 
     # ------------------------------------------------------------------ optimisation
     def optimizers(self) -> dict[str, Any]:

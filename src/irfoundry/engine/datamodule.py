@@ -269,11 +269,11 @@ class IRSTDDataModule(L.LightningDataModule):
     def has_val(self) -> bool:
         return len(self.val_samples) > 0
 
-    def _sharded(self, dataset: IRSTDDataset | None) -> DataLoader:
+    def _sharded(self, dataset: IRSTDDataset | None, batch_size: int | None = None) -> DataLoader:
         world, rank = self.replicas()
         return DataLoader(
             CountedDataset(dataset),
-            batch_size=self.eval_batch_size,
+            batch_size=batch_size or self.eval_batch_size,
             sampler=EvalShardSampler(len(dataset) if dataset else 0, num_replicas=world, rank=rank),
             num_workers=self.cfg.num_workers,
             collate_fn=self._pad_collate,
@@ -290,7 +290,8 @@ class IRSTDDataModule(L.LightningDataModule):
         if name == "train_full":
             full = IRSTDDataset(self.train_samples, norm=self.norm, split=self.cfg.train_split, labels=self.labels,
                                 crop_stores=self.stores)
-            return self._sharded(full)
+            # per-image features of images of different sizes are not padded: one image per batch then
+            return self._sharded(full, 1 if self.stores else None)
         if name == "val_crops":
             if not self.has_val:
                 raise ConfigError("the method reads validation crops (val_crops) but the run has no validation split "

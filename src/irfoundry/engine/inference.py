@@ -101,6 +101,9 @@ class Predictor:
         multiple: the network's input multiple (default: ``fn.input_multiple`` or 32).
         padding: padding policy (:data:`PADDING_POLICIES`).
         device: where ``fn`` runs.
+        module: the module ``fn`` belongs to when it may be in training mode (a method's branch during
+            training): it is put in eval mode for every prediction and back afterwards, so BatchNorm uses
+            (and keeps) its running statistics and dropout is off, as in validation.
     """
 
     def __init__(
@@ -111,9 +114,11 @@ class Predictor:
         multiple: int | None = None,
         padding: str = "multiple",
         device: str | torch.device = "cpu",
+        module: torch.nn.Module | None = None,
     ) -> None:
         padded_canvas(1, 1, multiple or 1, padding)  # checks the policy
         self.fn = fn
+        self.module = module
         self.norm = {"mean": float(norm["mean"]), "std": float(norm["std"])}
         self.multiple = int(multiple or input_multiple(fn))
         self.padding = padding
@@ -141,8 +146,15 @@ class Predictor:
 
     @torch.no_grad()
     def batch_probabilities(self, batch: Mapping) -> list[Tensor]:
-        """Probability maps (``h x w`` each, on the CPU) of a :meth:`collate` d batch."""
-        probs = probabilities(self.fn, batch["image"].to(self.device), batch["box"])
+        """Probability maps (``h x w`` each, on the CPU) of a :meth:`collate` d batch, in eval mode."""
+        was = self.module.training if self.module is not None else None
+        if self.module is not None:
+            self.module.eval()
+        try:
+            probs = probabilities(self.fn, batch["image"].to(self.device), batch["box"])
+        finally:
+            if was:
+                self.module.train()
         return [p.cpu() for p in probs]
 
     def predict(self, image: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, so a resumed run would lose every
 epoch logged before the interruption (and with them the epoch times and validation curves that reports and
-``irfoundry bench fdep`` read). :func:`continued_metrics_log` sets those rows aside before the resumed fit,
+``irfoundry study`` read). :func:`continued_metrics_log` sets those rows aside before the resumed fit,
 in ``logs/metrics.before_resume.csv``, and writes them back in front of the new rows when the fit returns
 or fails; an epoch logged again after the resume (the one that was cut) keeps only its new rows.
 """

@@ -10,6 +10,10 @@ from irfoundry.errors import CheckpointError
 from irfoundry.models.checkpoint import load_weights, read_weights_meta
 
 
+#: Lightning trainer state (optimiser, epoch, callbacks, method state) for --resume, inside the run folder
+RESUME_CKPT = "state/resume.ckpt"
+
+
 def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
     """A ``.safetensors`` file itself, or ``RUN_DIR/{which}.safetensors`` (falling back to ``last``)."""
     path = Path(path)
@@ -34,7 +38,7 @@ def _why_no_weights(run_dir: Path, which: str) -> str:
     head = f"run folder {run_dir} holds no {which}.safetensors or last.safetensors"
     if not (run_dir / "config.yaml").is_file():
         return f"{head}, nor a config.yaml: it is not a run folder of 'irfoundry train' (give a .safetensors file)"
-    if (run_dir / "state" / "resume.ckpt").is_file():
+    if (run_dir / RESUME_CKPT).is_file():
         return (f"{head}: its training was interrupted before weights were written; continue it with "
                 f"'irfoundry train --resume {run_dir}'")
     return (f"{head}: its training stopped before the end of its first epoch (see {run_dir / 'logs'}); "

@@ -18,6 +18,7 @@ every process is started at once (torchrun, SLURM), from ``trainer.run_name``, w
 from __future__ import annotations
 
 import logging
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from typing import Sequence
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from irfoundry.data import load_norm_stats, save_norm_stats
@@ -37,14 +39,13 @@ from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, merge_overrides, read_yaml
 from irfoundry.engine.logs import continued_metrics_log
 from irfoundry.engine.progress import EpochLog, quiet_lightning
+from irfoundry.engine.runs import RESUME_CKPT
 from irfoundry.errors import ConfigError, TrainingInterrupted
 from irfoundry.jsonio import write_json
 from irfoundry.threads import use_threads
 
 log = logging.getLogger(__name__)
 
-#: Lightning trainer state (optimiser, epoch, callbacks) for --resume, inside the run folder
-RESUME_CKPT = "state/resume.ckpt"
 #: set by global rank 0 while it trains: the run folder, for the processes Lightning's launcher starts
 RUN_DIR_ENV = "IRFOUNDRY_RUN_DIR"
 
@@ -131,12 +132,25 @@ def resolve_resume(resume: str | os.PathLike, overrides: Sequence[str] = ()) -> 
             raise ConfigError(f"--resume cannot change {key}: a resumed run keeps its config; it may change only "
                               f"{', '.join(RESUME_OVERRIDES)} (start a new run for anything else)")
     saved = read_yaml(cfg_path)
+    before = from_dict(saved)
     cfg = from_dict(merge_overrides(saved, overrides))
-    if cfg.trainer.max_epochs < int(saved.get("trainer", {}).get("max_epochs", 0)):
-        raise ConfigError(f"--resume cannot shorten {run_dir} below the trainer.max_epochs it was started with "
-                          f"({saved['trainer']['max_epochs']})")
+    for key in ("max_epochs", "max_steps"):
+        old, new = getattr(before.trainer, key), getattr(cfg.trainer, key)
+        if old is not None and (new is None and key == "max_steps" or new is not None and new < old):
+            raise ConfigError(f"--resume cannot shorten {run_dir} below the trainer.{key} it was started with ({old})")
+    longer = (cfg.trainer.max_epochs, cfg.trainer.max_steps) != (before.trainer.max_epochs, before.trainer.max_steps)
+    if longer and before.optim.scheduler.lower() == "cosine":
+        raise ConfigError(f"--resume cannot extend {run_dir}: its cosine schedule was laid out over its original "
+                          "length, so the epochs already run would not be those of a longer run; start a new run")
     cfg.trainer.out_dir, cfg.trainer.run_name = str(run_dir.parent), run_dir.name
     return cfg, run_dir
+
+
+def _write_config(cfg: RunConfig, run_dir: Path) -> None:
+    """``run_dir/config.yaml``, atomically (a resumed process never reads half a file)."""
+    tmp = run_dir / f".config.yaml.{os.getpid()}.tmp"
+    tmp.write_text(cfg.to_yaml())
+    os.replace(tmp, run_dir / "config.yaml")
 
 
 def _precision(cfg: RunConfig) -> str:
@@ -178,9 +192,6 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     leader = launched_as_rank_zero()
     if resume is not None:
         cfg, run_dir = resolve_resume(resume, resume_overrides)
-        if resume_overrides and leader:
-            (run_dir / "config.yaml").write_text(cfg.to_yaml())
-            log.info("resuming %s with %s", run_dir, ", ".join(resume_overrides))
     else:
         cfg = cfg if isinstance(cfg, RunConfig) else from_dict(cfg)
         run_dir = run_dir_of(cfg, leader)
@@ -196,15 +207,6 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     described = method.describe()
     if described:
         meta["method"] = described
-    created = False
-    if resume is None and leader:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        created = True
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
-        save_norm_stats(dm.norm, run_dir / "norm.json")
-        write_json(dm.summary(), run_dir / "data.json")
-        if described:
-            write_json(described, run_dir / "method.json")
     weights_cb = WeightsCheckpoint(
         run_dir, meta, cfg.trainer.monitor, cfg.trainer.monitor_mode, validate=dm.has_val, every_n_epochs=cfg.trainer.val_every
     )
@@ -220,31 +222,48 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     ]
     t = cfg.trainer
     bar = t.progress_bar and sys.stderr.isatty()  # not a terminal (a log file, CI): one line per epoch instead
-    trainer = L.Trainer(
-        max_epochs=t.max_epochs,
-        max_steps=t.max_steps if t.max_steps is not None else -1,
-        max_time=max_time,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=_strategy(cfg, host, method),
-        num_nodes=t.num_nodes,
-        precision=_precision(cfg),
-        check_val_every_n_epoch=t.val_every,
-        deterministic=t.deterministic,
-        enable_progress_bar=bar,
-        log_every_n_steps=t.log_every_n_steps,
-        # under manual optimisation the method clips through its step context (Lightning refuses this there)
-        gradient_clip_val=t.gradient_clip_val if module.automatic_optimization else None,
-        limit_train_batches=t.limit_train_batches,
-        num_sanity_val_steps=0,
-        limit_val_batches=None if dm.has_val else 0,
-        # the datamodule shards by rank itself: Lightning's DistributedSampler would repeat validation images
-        use_distributed_sampler=False,
-        callbacks=[weights_cb, resume_cb] + ([] if bar else [EpochLog()]),
-        logger=loggers,
-        default_root_dir=run_dir,
-        enable_model_summary=False,
-    )
+    try:
+        trainer = L.Trainer(
+            max_epochs=t.max_epochs,
+            max_steps=t.max_steps if t.max_steps is not None else -1,
+            max_time=max_time,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=_strategy(cfg, host, method),
+            num_nodes=t.num_nodes,
+            precision=_precision(cfg),
+            check_val_every_n_epoch=t.val_every,
+            deterministic=t.deterministic,
+            enable_progress_bar=bar,
+            log_every_n_steps=t.log_every_n_steps,
+            # under manual optimisation the method clips through its step context (Lightning refuses this there)
+            gradient_clip_val=t.gradient_clip_val if module.automatic_optimization else None,
+            limit_train_batches=t.limit_train_batches,
+            num_sanity_val_steps=0,
+            limit_val_batches=None if dm.has_val else 0,
+            # the datamodule shards by rank itself: Lightning's DistributedSampler would repeat validation images
+            use_distributed_sampler=False,
+            callbacks=[weights_cb, resume_cb] + ([] if bar else [EpochLog()]),
+            logger=loggers,
+            default_root_dir=run_dir,
+            enable_model_summary=False,
+        )
+    except (MisconfigurationException, ValueError, TypeError) as exc:  # before any file is written
+        raise ConfigError(f"Lightning refused the trainer settings (trainer.accelerator / devices / strategy / "
+                          f"precision / num_nodes): {exc}") from None
+    # every part exists now: only from here on is anything written
+    created = False
+    if resume is None and leader:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        created = True
+        _write_config(cfg, run_dir)
+        save_norm_stats(dm.norm, run_dir / "norm.json")
+        write_json(dm.summary(), run_dir / "data.json")
+        if described:
+            write_json(described, run_dir / "method.json")
+    elif resume_overrides and leader:
+        _write_config(cfg, run_dir)
+        log.info("resuming %s with %s", run_dir, ", ".join(resume_overrides))
     ckpt = str(run_dir / RESUME_CKPT) if resume is not None else None
     sigint = signal.getsignal(signal.SIGINT)
     previous = os.environ.get(RUN_DIR_ENV)
@@ -275,6 +294,8 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
             else:
                 os.environ[RUN_DIR_ENV] = previous
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
+    if not val and (run_dir / "last.json").is_file():  # a finished run resumed as it was: its last validation
+        val = json.loads((run_dir / "last.json").read_text()).get("metrics") or {}
     result = {
         "run_dir": str(run_dir),
         "best": str(run_dir / "best.safetensors") if (run_dir / "best.safetensors").is_file() else None,

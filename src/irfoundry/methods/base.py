@@ -107,7 +107,9 @@ class Method(nn.Module):
         """Before every training epoch, in every process. The default does nothing."""
 
     def on_train_epoch_end(self, ctx: StepContext) -> None:
-        """After every training epoch's batches, before validation-driven checkpoints are written."""
+        """After every training epoch, in every process. The epoch's validation (when it has one) and its
+        weights checkpoint have run already; the resume state is saved after this hook, so what it changes
+        (evolved labels, a schedule phase) is in the state of this epoch."""
 
     def method_state(self) -> dict[str, Any]:
         """Non-parameter state for ``--resume`` (JSON-able or tensors). Default: none."""

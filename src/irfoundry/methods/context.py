@@ -85,7 +85,8 @@ class StepContext(Protocol):
     def predictor(self, fn: Callable[[Tensor], Tensor]) -> Any:
         """An :class:`irfoundry.engine.inference.Predictor` of ``fn`` (normalised images -> logits) with the
         run's normalisation, input multiple and padding: the one inference path, e.g. for label updates on
-        the full training images of ``loader("train_full")`` (``predictor.batch_probabilities(batch)``)."""
+        the full training images of ``loader("train_full")`` (``predictor.batch_probabilities(batch)``). It
+        predicts in eval mode (BatchNorm running statistics, no dropout) and restores training mode."""
         ...
 
     def optimizers(self) -> dict[str, Any]:
@@ -133,7 +134,8 @@ class NoOptions:
 
 
 def check_finite(loss: Tensor, what: str = "loss") -> None:
-    """Raise ``FloatingPointError`` when ``loss`` is NaN or infinite (the engine turns it into a named error)."""
+    """Raise ``FloatingPointError`` when ``loss`` is NaN or infinite (the NaN guard of loops without the engine;
+    the engine's own guard names the step and the batch's images)."""
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{what} is {loss.item()}")
 
@@ -144,15 +146,9 @@ class BuildEnv:
 
     Attributes:
         norm: the train-split normalisation (``{"mean", "std"}``, [0, 1] units).
-        device: where training will run (foundation models are built there when it is known).
     """
 
     norm: Mapping[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
-    device: str | None = None
-
-
-Branch = Callable[[Tensor], Tensor]
-"""A network scored on validation: normalised images ``B x C x H x W`` -> logits ``B x 1 x H x W``."""
 
 
 class LocalStepContext:
@@ -188,7 +184,7 @@ class LocalStepContext:
     def predictor(self, fn: Callable[[Tensor], Tensor]) -> Any:
         from irfoundry.engine.inference import Predictor
 
-        return Predictor(fn, norm=self.norm, device=self.device)
+        return Predictor(fn, norm=self.norm, device=self.device, module=self.method)
 
     def manual_backward(self, loss: Tensor, what: str = "loss") -> None:
         check_finite(loss, what)

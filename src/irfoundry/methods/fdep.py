@@ -55,7 +55,7 @@ from irfoundry.fusion import SAMFStack
 from irfoundry.losses import build_loss, deep_supervision_loss
 from irfoundry.methods.base import Batch, Method, register_method
 from irfoundry.methods.context import BuildEnv, DataRequests, FeatureRequest
-from irfoundry.models.base import main_output
+from irfoundry.models.base import is_encoder_decoder, main_output
 
 #: batch key of the cached foundation features
 FEATURES = "foundation"
@@ -116,6 +116,9 @@ class FDEP(Method):
         o = self.opts
         self.loss_fn = build_loss(cfg.loss)
         self.foundation = foundation
+        if not is_encoder_decoder(host):
+            raise ConfigError(f"method fdep needs an encoder-decoder host (encode / decode with declared stages); "
+                              f"{getattr(host, 'model_name', type(host).__name__)!r} is not one")
         n_stages = len(host.stage_channels)
         if not -n_stages <= o.stage < n_stages:
             raise ConfigError(

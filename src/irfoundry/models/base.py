@@ -107,7 +107,7 @@ def check_input_size(x: Tensor, multiple: int = DEFAULT_INPUT_MULTIPLE) -> None:
     if h % multiple or w % multiple:
         raise ModelError(
             f"input size {h}x{w} is not a multiple of {multiple}; pad it first "
-            "(irfoundry.data.transforms.pad_to_multiple does this and crops the output back)"
+            "(irfoundry.engine.inference.Predictor does this and crops the output back)"
         )
 
 

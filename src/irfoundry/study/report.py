@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from irfoundry.engine.scoring import PRINTED
 from irfoundry.study.stats import mean_std, paired_difference
 
 __all__ = ["collapsed", "format_markdown", "format_table", "summarize"]
 
-#: print scale and label of each row metric
-SCALE = {"iou": (100.0, "IoU"), "niou": (100.0, "nIoU"), "pd": (100.0, "Pd"), "fa": (1e6, "Fa x1e-6"),
-         "hse": (1.0, "HSE"), "target_precision": (100.0, "tP"), "target_f1": (100.0, "tF1")}
+#: print scale and label of each row metric, as ``irfoundry eval`` prints them
+SCALE = {k: (scale, label + unit) for k, (label, scale, unit) in PRINTED.items()}
 
 
 def collapsed(row: dict) -> bool:

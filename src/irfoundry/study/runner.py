@@ -27,11 +27,12 @@ from typing import Any, Sequence
 
 from irfoundry.engine.config import RunConfig, from_dict, merge_overrides
 from irfoundry.errors import ConfigError
+from irfoundry.jsonio import write_json
 from irfoundry.study.spec import ROW_METRICS, RunKey, StudySpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["join_results", "load_results", "run_study", "write_results"]
+__all__ = ["join_results", "load_results", "run_study"]
 
 RESULTS_FORMAT = "irfoundry-study-1"
 
@@ -47,12 +48,6 @@ def load_results(path: str | Path) -> dict:
         raise ConfigError(f"{path} is not valid JSON ({exc}); move it away to start a new study") from exc
 
 
-def write_results(doc: dict, path: str | Path) -> str:
-    from irfoundry.bench import write_json
-
-    return write_json(doc, path)
-
-
 def _epoch_seconds(run_dir: Path) -> float | None:
     """Median ``train/epoch_seconds`` of the run's epoch log; ``None`` without a log."""
     from irfoundry.engine.logs import METRICS_LOG, read_rows
@@ -63,7 +58,8 @@ def _epoch_seconds(run_dir: Path) -> float | None:
 
 def _resumable(run_dir: Path, cfg: RunConfig) -> bool:
     """Whether an existing run folder is this very run, interrupted; raises when it is something else."""
-    from irfoundry.engine.train import RESUME_CKPT, resolve_resume
+    from irfoundry.engine.runs import RESUME_CKPT
+    from irfoundry.engine.train import resolve_resume
 
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return False
@@ -139,7 +135,7 @@ def run_study(
         log.info("study %s: %s", spec.name, spec.name_of(key))
         doc["rows"].append(train_and_test(key, configs[key]))
         if out:
-            write_results(doc, out)
+            write_json(doc, out)
     return doc
 
 
