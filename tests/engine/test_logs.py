@@ -12,15 +12,18 @@ def _log(run_dir, rows):
     write_rows(run_dir / METRICS_LOG, rows)
 
 
-def test_rows_before_the_resume_come_back_in_front_and_a_redone_epoch_keeps_its_new_rows(tmp_path):
-    _log(tmp_path, [{"epoch": "0", "step": "2", "a": "1"}, {"epoch": "1", "step": "3", "a": "2"}])
+def test_rows_before_the_resumed_step_come_back_in_front_and_redone_steps_keep_their_new_rows(tmp_path):
+    # the cut run logged steps 2, 3 and 6; its state was saved inside epoch 1 after step 4
+    _log(tmp_path, [{"epoch": "0", "step": "2", "a": "1"}, {"epoch": "1", "step": "3", "a": "2"},
+                    {"epoch": "1", "step": "6", "a": "3"}])
     with continued_metrics_log(tmp_path, resuming=True):
         assert read_rows(tmp_path / METRICS_LOG.parent / SET_ASIDE)  # set aside while the fit runs
         (tmp_path / METRICS_LOG).unlink()  # what Lightning's CSV writer does when it starts
-        _log(tmp_path, [{"epoch": "1", "step": "5", "b": "x"}, {"epoch": "2", "step": "7", "b": "y"}])
+        _log(tmp_path, [{"epoch": "1", "step": "5", "b": "x"}, {"epoch": "1", "step": "6", "b": "z"},
+                        {"epoch": "2", "step": "7", "b": "y"}])
     rows = read_rows(tmp_path / METRICS_LOG)
-    assert [(r["epoch"], r["step"]) for r in rows] == [("0", "2"), ("1", "5"), ("2", "7")]
-    assert rows[0]["a"] == "1" and rows[0]["b"] == "" and rows[2]["b"] == "y"  # union of the columns
+    assert [(r["epoch"], r["step"]) for r in rows] == [("0", "2"), ("1", "3"), ("1", "5"), ("1", "6"), ("2", "7")]
+    assert rows[0]["a"] == "1" and rows[0]["b"] == "" and rows[3]["b"] == "z"  # union of the columns
     assert not (tmp_path / METRICS_LOG.parent / SET_ASIDE).exists()
 
 

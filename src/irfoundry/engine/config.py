@@ -150,6 +150,10 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     #: validation nIoU of an image with empty ground truth and prediction: 0 (the field's legacy rule) or 1
     empty_niou: float = 0.0
+    #: resume state inside an epoch, besides the one after every epoch: every this many training batches (0: off)
+    state_every_batches: int = 0
+    #: ... and every this many minutes of wall time (0: off); see :mod:`irfoundry.engine.resume_state`
+    state_every_minutes: float = 10.0
     #: torch CPU threads (``null``: ``OMP_NUM_THREADS`` if set, else half the CPUs; :mod:`irfoundry.threads`)
     threads: int | None = None
 
@@ -159,6 +163,9 @@ class TrainerConfig:
                 raise ConfigError(f"trainer.{key} must be a positive number, got {getattr(self, key)!r}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"trainer.max_steps must be null or a positive number, got {self.max_steps!r}")
+        if self.state_every_batches < 0 or self.state_every_minutes < 0:
+            raise ConfigError("trainer.state_every_batches and trainer.state_every_minutes must be >= 0 (0: off), got "
+                              f"{self.state_every_batches!r} and {self.state_every_minutes!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"trainer.threads must be null or a positive number, got {self.threads!r}")
         if self.empty_niou not in (0.0, 1.0):

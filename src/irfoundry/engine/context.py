@@ -36,6 +36,10 @@ class LightningStepContext:
         self.batch: Mapping | None = None
         self.batch_idx = 0
         self._iterators: dict[str, Iterator] = {}
+        #: batches drawn from each named loader this epoch (resume state: a resumed run draws on from there)
+        self._draws: dict[str, int] = {}
+        self._skip_draws: dict[str, int] = {}
+        self.epoch_means = EpochMeans()
 
     # ------------------------------------------------------------------ state of the run
     @property
@@ -110,7 +114,7 @@ class LightningStepContext:
             self._module.clip_gradients(optimizer, gradient_clip_val=float(value), gradient_clip_algorithm="norm")
 
     # ------------------------------------------------------------------ data
-    def _named(self, name: str):
+    def _named(self, name: str, skip_batches: int = 0):
         dm = self._trainer.datamodule
         if dm is None or not hasattr(dm, "named_loader"):
             raise ConfigError(f"loader {name!r} needs the irfoundry datamodule")
@@ -120,6 +124,8 @@ class LightningStepContext:
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
+        if skip_batches and hasattr(sampler, "skip_in_epoch"):
+            sampler.skip_in_epoch(self.epoch, skip_batches * int(loader.batch_size))
         return loader
 
     def _to_device(self, batch):
@@ -136,13 +142,28 @@ class LightningStepContext:
                 raise StopIteration
             batch = next(it)
         except StopIteration:
-            it = self._iterators[name] = iter(self._named(name))
+            loader = self._named(name)
+            skip = self._skip_draws.pop(name, 0) % max(1, len(loader))
+            it = self._iterators[name] = iter(self._named(name, skip) if skip else loader)
             batch = next(it)
+        self._draws[name] = self._draws.get(name, 0) + 1
         return self._to_device(batch)
 
     def new_epoch(self) -> None:
         """Forget the named loaders' iterators: every epoch draws its own seeded order (exact on resume)."""
         self._iterators.clear()
+        self._draws, self._skip_draws = {}, {}
+        self.epoch_means.reset()
+
+    def resume_state(self) -> dict[str, Any]:
+        """What a run resumed inside this epoch needs of the context: draws per named loader, epoch means."""
+        return {"draws": dict(self._draws), "epoch_means": self.epoch_means.state_dict()}
+
+    def load_resume_state(self, state: Mapping[str, Any]) -> None:
+        """After :meth:`new_epoch` of a run resumed inside the epoch: named loaders continue where they were."""
+        self._draws = dict(state.get("draws", {}))
+        self._skip_draws = dict(self._draws)
+        self.epoch_means.load_state_dict(state.get("epoch_means", {}))
 
     # ------------------------------------------------------------------ processes
     def all_gather_object(self, obj: Any) -> list[Any]:
@@ -160,11 +181,50 @@ class LightningStepContext:
         image = (self.batch or {}).get("image")
         return int(image.shape[0]) if isinstance(image, Tensor) else None
 
-    def log(self, name: str, value, *, on_step: bool = False, on_epoch: bool = True) -> None:
-        self._module.log(name, value, on_step=on_step, on_epoch=on_epoch, batch_size=self._batch_size(), sync_dist=True)
+    def log(self, name: str, value, *, on_step: bool = False, on_epoch: bool = True, prog_bar: bool = False) -> None:
+        """Log a training value. Names as Lightning's: with both ``on_step`` and ``on_epoch``, ``NAME_step``
+        per step and ``NAME_epoch`` per epoch. The epoch value is the batch-size-weighted mean of the epoch
+        (:class:`EpochMeans`, part of the resume state, so an epoch cut and resumed logs the same mean),
+        averaged over processes."""
+        if on_step:
+            # sync_dist: the mean over all processes (a no-op with one process)
+            self._module.log(f"{name}_step" if on_epoch else name, value, on_step=True, on_epoch=False,
+                             prog_bar=prog_bar, batch_size=self._batch_size(), sync_dist=True)
+        if on_epoch:
+            self.epoch_means.add(f"{name}_epoch" if on_step else name, value, self._batch_size() or 1)
 
     def log_dict(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():
-            # sync_dist: the mean over all processes (a no-op with one process)
-            self._module.log(f"train/{k}", v, prog_bar=k == "loss", on_step=True, on_epoch=True,
-                             batch_size=self._batch_size(), sync_dist=True)
+            self.log(f"train/{k}", v, on_step=True, on_epoch=True, prog_bar=k == "loss")
+
+    def log_epoch_means(self) -> None:
+        """Log this epoch's means (the module calls it at the epoch's end)."""
+        for name, value in self.epoch_means.means().items():
+            self._module.log(name, value, on_step=False, on_epoch=True, sync_dist=True)
+
+
+class EpochMeans:
+    """Batch-size-weighted running means of logged training values over one epoch (on the values' device,
+    no synchronisation per step)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, list[Tensor]] = {}
+
+    def reset(self) -> None:
+        self._sums = {}
+
+    def add(self, name: str, value, weight: int) -> None:
+        v = value.detach().double() if isinstance(value, Tensor) else torch.tensor(float(value), dtype=torch.float64)
+        total = self._sums.setdefault(name, [torch.zeros((), dtype=torch.float64, device=v.device),
+                                             torch.zeros((), dtype=torch.float64, device=v.device)])
+        total[0] = total[0] + v.mean() * weight
+        total[1] = total[1] + weight
+
+    def means(self) -> dict[str, Tensor]:
+        return {k: (s / w).float() for k, (s, w) in self._sums.items()}
+
+    def state_dict(self) -> dict[str, list[Tensor]]:
+        return {k: [s.cpu(), w.cpu()] for k, (s, w) in self._sums.items()}
+
+    def load_state_dict(self, state: Mapping[str, list[Tensor]]) -> None:
+        self._sums = {k: [s.clone(), w.clone()] for k, (s, w) in state.items()}

@@ -57,6 +57,7 @@ from irfoundry.data import (
 )
 from irfoundry.engine.config import DataConfig
 from irfoundry.engine.inference import pad_collate
+from irfoundry.engine.resume_state import ResumableLoader
 from irfoundry.errors import ConfigError, DataError
 from irfoundry.methods.context import LOADER_NAMES, FeatureRequest
 from irfoundry.models.base import DEFAULT_INPUT_MULTIPLE
@@ -83,10 +84,17 @@ class EpochSeededSampler(Sampler[int]):
         self.seed = int(seed)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
         self.dataset.set_epoch(epoch)
+
+    def skip_in_epoch(self, epoch: int, n_samples: int) -> None:
+        """Make the next pass over ``epoch`` start after its first ``n_samples`` (of this process): the
+        part of the epoch a resumed run already trained on. Also selects ``epoch``."""
+        self.set_epoch(epoch)
+        self._skip = (int(epoch), int(n_samples)) if n_samples > 0 else None
 
     def __len__(self) -> int:
         return -(-len(self.dataset) // self.num_replicas)
@@ -94,11 +102,12 @@ class EpochSeededSampler(Sampler[int]):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(len(self.dataset), generator=g).tolist()
-        if self.num_replicas == 1:
-            return iter(order)
-        total = len(self) * self.num_replicas
-        order = [order[i % len(order)] for i in range(total)]
-        return iter(order[self.rank :: self.num_replicas])
+        if self.num_replicas > 1:
+            total = len(self) * self.num_replicas
+            order = [order[i % len(order)] for i in range(total)][self.rank :: self.num_replicas]
+        skip, self._skip = self._skip, None
+        start = skip[1] if skip is not None and skip[0] == self.epoch else 0
+        return iter(order[start:])
 
 
 class EvalShardSampler(Sampler[tuple[int, bool]]):
@@ -256,7 +265,7 @@ class IRSTDDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         world, rank = self.replicas()
         sampler = EpochSeededSampler(self.train_set, self.cfg.seed, num_replicas=world, rank=rank)
-        return DataLoader(
+        return ResumableLoader(
             self.train_set,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -277,6 +286,7 @@ class IRSTDDataModule(L.LightningDataModule):
             sampler=EvalShardSampler(len(dataset) if dataset else 0, num_replicas=world, rank=rank),
             num_workers=self.cfg.num_workers,
             collate_fn=self._pad_collate,
+            generator=_own_generator(),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -301,8 +311,14 @@ class IRSTDDataModule(L.LightningDataModule):
             world, rank = self.replicas()
             sampler = EpochSeededSampler(crops, self.cfg.seed + 1, num_replicas=world, rank=rank)
             return DataLoader(crops, batch_size=self.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
-                              collate_fn=collate, drop_last=len(sampler) > self.batch_size)
+                              collate_fn=collate, drop_last=len(sampler) > self.batch_size, generator=_own_generator())
         raise ConfigError(f"unknown loader {name!r}; the engine offers {', '.join(LOADER_NAMES)}")
+
+
+def _own_generator() -> torch.Generator:
+    """A loader's own generator: starting its iterator then draws nothing from torch's global one (whose
+    state a resumed run restores; see :mod:`irfoundry.engine.resume_state`)."""
+    return torch.Generator().manual_seed(0)
 
 
 def eval_loader(spec: DatasetSpec | str, norm: dict, batch_size: int = 1, num_workers: int = 0, *,

@@ -4,7 +4,7 @@ Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, so a 
 epoch logged before the interruption (and with them the epoch times and validation curves that reports and
 ``irfoundry study`` read). :func:`continued_metrics_log` sets those rows aside before the resumed fit,
 in ``logs/metrics.before_resume.csv``, and writes them back in front of the new rows when the fit returns
-or fails; an epoch logged again after the resume (the one that was cut) keeps only its new rows.
+or fails; an step logged again after the resume (everything after the resumed state) keeps only its new rows.
 """
 
 from __future__ import annotations
@@ -59,5 +59,17 @@ def continued_metrics_log(run_dir: Path, resuming: bool) -> Iterator[None]:
 
 
 def _merge(older: list[dict[str, str]], newer: list[dict[str, str]]) -> list[dict[str, str]]:
-    redone = {r.get("epoch") for r in newer}
-    return [r for r in older if r.get("epoch") not in redone] + newer
+    """``older`` rows logged before the resumed state's step, then ``newer``: what the cut run logged after the
+    state it resumes from is logged again by the resumed run (steps count on from the state)."""
+    steps = [_step(r) for r in newer if _step(r) is not None]
+    if not steps:
+        return older + newer
+    first = min(steps)
+    return [r for r in older if (_step(r) if _step(r) is not None else -1) < first] + newer
+
+
+def _step(row: dict[str, str]) -> int | None:
+    try:
+        return int(row.get("step") or "")
+    except ValueError:
+        return None

@@ -18,6 +18,7 @@ choice, are the global ones and identical on every process.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Mapping
@@ -30,6 +31,7 @@ from torch import Tensor
 from irfoundry.engine.context import LightningStepContext, TrainingDiverged
 from irfoundry.engine.inference import crop, probabilities
 from irfoundry.engine.metrics import build_eval_metrics
+from irfoundry.engine.resume_state import ResumableLoader, rng_state, set_rng_state
 from irfoundry.errors import ConfigError
 from irfoundry.methods.base import Method
 from irfoundry.methods.context import LOADER_NAMES
@@ -37,8 +39,12 @@ from irfoundry.optim import OptimConfig, ScheduleLength
 
 __all__ = ["IRSTDModule", "TrainingDiverged"]
 
+log = logging.getLogger(__name__)
+
 #: key of the method's own resume state inside Lightning's checkpoint
 METHOD_STATE = "irfoundry_method_state"
+#: key of every process's random generators, epoch means and named-loader positions (one entry per rank)
+PROCESS_STATE = "irfoundry_process_state"
 
 
 class IRSTDModule(L.LightningModule):
@@ -78,11 +84,39 @@ class IRSTDModule(L.LightningModule):
         )
 
     # ----------------------------------------------------------------------------------------- train
+    def on_train_start(self) -> None:
+        restored, self._restored_process_state = getattr(self, "_restored_process_state", None), None
+        if self.trainer.fit_loop.restarted_mid_epoch:
+            # Lightning continues the cut epoch without its epoch-start hooks: begin it again here (the
+            # method's on_train_epoch_start depends on the epoch and its state only), then put back what the
+            # epoch had reached
+            self._begin_epoch()
+        if restored is None:
+            return
+        if len(restored) != self.trainer.world_size:
+            log.warning("resumed with %d processes, saved with %d: random generators start afresh (crops and order "
+                        "are still exact)", self.trainer.world_size, len(restored))
+            return
+        mine = restored[self.trainer.global_rank]
+        if self.trainer.fit_loop.restarted_mid_epoch:
+            self.ctx.load_resume_state(mine["context"])
+        set_rng_state(mine["rng"])
+
     def on_train_epoch_start(self) -> None:
+        self._begin_epoch()
+        loader = self._train_loader()
+        if loader is not None:
+            loader.batches_done = 0
+
+    def _begin_epoch(self) -> None:
         self.ctx.new_epoch()
         # current_epoch is the trainer's (restored by --resume), 0-based
         self.method.on_train_epoch_start(self.ctx)
         self._epoch_t0, self._epoch_train_s = time.perf_counter(), None
+
+    def _train_loader(self) -> ResumableLoader | None:
+        loader = self.trainer.train_dataloader
+        return loader if isinstance(loader, ResumableLoader) else None
 
     def on_validation_epoch_start(self) -> None:
         # Validation inside fit runs before the training epoch ends. Lightning flips the stage to
@@ -95,6 +129,7 @@ class IRSTDModule(L.LightningModule):
         self.method.on_train_epoch_end(self.ctx)
         if not self.automatic_optimization:
             self._step_schedulers("epoch")
+        self.ctx.log_epoch_means()
         # wall time of this epoch's training batches (data loading included, validation excluded)
         seconds = self._epoch_train_s if self._epoch_train_s is not None else time.perf_counter() - self._epoch_t0
         self.log("train/epoch_seconds", seconds, sync_dist=True, reduce_fx="max")
@@ -102,6 +137,9 @@ class IRSTDModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
         self.ctx.batch, self.ctx.batch_idx = batch, batch_idx
         out = self.method.training_step(batch, self.ctx)
+        loader = self._train_loader()
+        if loader is not None:  # the resume state's position in the epoch (read at the end of this batch)
+            loader.batches_done = batch_idx + 1
         if self.automatic_optimization:
             if out is None:
                 raise ConfigError(f"method {self.method.name!r} optimises automatically but its training_step "
@@ -146,15 +184,33 @@ class IRSTDModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------- resume state
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # every process runs this when a checkpoint is saved; rank 0 writes what all of them gathered
         checkpoint[METHOD_STATE] = self.method.method_state()
+        checkpoint[PROCESS_STATE] = self.ctx.all_gather_object({"rng": rng_state(), "context": self.ctx.resume_state()})
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.method.load_method_state(checkpoint.get(METHOD_STATE) or {})
+        # applied in on_train_start, after everything that might still draw random numbers while restoring
+        self._restored_process_state = checkpoint.get(PROCESS_STATE)
 
     # ------------------------------------------------------------------------------------- optimiser
+    def _stepping_batches(self) -> int:
+        """Training batches of the whole run (Lightning's ``estimated_stepping_batches``, computed from the
+        datamodule: Lightning's own estimate builds the training iterator before a resumed run's loop state
+        is restored, and the loader then never learns where inside the epoch it was cut)."""
+        t = self.trainer
+        dm = t.datamodule
+        if dm is None or not hasattr(dm, "train_dataloader"):
+            return int(t.estimated_stepping_batches)
+        n = len(dm.train_dataloader())
+        limit = t.limit_train_batches
+        n = min(n, limit) if isinstance(limit, int) else int(n * limit)
+        steps = n * max(int(t.max_epochs or 1), 1)
+        return min(steps, int(t.max_steps)) if t.max_steps not in (None, -1) else steps
+
     def configure_optimizers(self):
         t = self.trainer
-        length = ScheduleLength(epochs=int(t.max_epochs or 1), steps=int(t.estimated_stepping_batches))
+        length = ScheduleLength(epochs=int(t.max_epochs or 1), steps=self._stepping_batches())
         specs = self.method.configure_optimizers(self.optim_cfg, length)
         if not specs:
             raise ConfigError(f"method {self.method.name!r} built no optimiser")

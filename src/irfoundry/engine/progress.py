@@ -12,6 +12,7 @@ import logging
 import time
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
 
 log = logging.getLogger("irfoundry.train")
 
@@ -26,8 +27,11 @@ def _duration(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
-class EpochLog(L.Callback):
-    """One line per training epoch: loss, validation IoU / nIoU when validated, epoch time and ETA."""
+class EpochLog(Checkpoint):
+    """One line per training epoch: loss, validation IoU / nIoU when validated, epoch time and ETA.
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint` (it writes nothing) only so that Lightning calls its
+    ``on_train_epoch_end`` after the module's, which logs the epoch means."""
 
     def __init__(self) -> None:
         self._t0: float | None = None

@@ -39,6 +39,7 @@ from irfoundry.engine.checkpointing import WeightsCheckpoint
 from irfoundry.engine.config import RunConfig, from_dict, merge_overrides, read_yaml
 from irfoundry.engine.logs import continued_metrics_log
 from irfoundry.engine.progress import EpochLog, quiet_lightning
+from irfoundry.engine.resume_state import ResumeState
 from irfoundry.engine.runs import RESUME_CKPT
 from irfoundry.errors import ConfigError, TrainingInterrupted
 from irfoundry.jsonio import write_json
@@ -114,7 +115,8 @@ def run_dir_of(cfg: RunConfig, leader: bool) -> Path:
 
 #: what ``--resume RUN --set KEY=VALUE`` may change: the run's length and how it is run, never what it learns
 RESUME_OVERRIDES = ("trainer.max_epochs", "trainer.max_steps", "trainer.progress_bar", "trainer.threads",
-                    "trainer.log_every_n_steps", "data.num_workers")
+                    "trainer.log_every_n_steps", "data.num_workers", "trainer.state_every_batches",
+                    "trainer.state_every_minutes")
 
 
 def resolve_resume(resume: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[RunConfig, Path]:
@@ -212,10 +214,8 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
     )
     if not dm.has_val:
         log.info("no validation split (data.val_split=none): only last.safetensors is kept")
-    resume_cb = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=run_dir / Path(RESUME_CKPT).parent, filename=Path(RESUME_CKPT).stem, save_top_k=1, every_n_epochs=1, save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    )
+    resume_cb = ResumeState(run_dir / RESUME_CKPT, every_batches=cfg.trainer.state_every_batches,
+                            every_minutes=cfg.trainer.state_every_minutes)
     loggers = [
         L.pytorch.loggers.CSVLogger(run_dir, name="logs", version=""),
         L.pytorch.loggers.TensorBoardLogger(run_dir, name="tb", version=""),
