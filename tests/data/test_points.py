@@ -1,57 +1,65 @@
-"""irfoundry.data.points: centroid points per 8-connected component, coarse jitter, drawing points."""
+"""irfoundry.data.points: LESPS centroid and coarse points per 8-connected target, drawing points."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from irfoundry.data.points import centroid_points, label_components, points_to_mask
+from irfoundry.data.points import (
+    centroid_points,
+    coarse_points,
+    derive_points,
+    label_components,
+    points_outside,
+    points_to_mask,
+)
 from irfoundry.errors import DataError
 
 
-def test_one_point_per_8_connected_component():
+def test_centroid_points_are_the_floor_of_each_8_connected_centroid_as_in_lesps():
     m = np.zeros((12, 12), bool)
     m[1:4, 1:4] = True  # 3x3 square, centroid (2, 2)
     m[6, 6] = m[7, 7] = True  # diagonal pair: ONE 8-connected component, centroid (6.5, 6.5)
     m[10, 1:5] = True  # bar, centroid (10, 2.5)
     assert label_components(m)[1] == 3
-    pts = centroid_points(m)
-    assert pts[0] == (2, 2)
-    assert pts[1] in {(7, 7), (6, 6)} and m[pts[1]]
-    assert pts[2] in {(10, 2), (10, 3)}
+    # centroid_anno.m: floor(Centroid) in MATLAB's 1-based pixels, i.e. floor of the 0-based centroid
+    assert centroid_points(m) == [(2, 2), (6, 6), (10, 2)]
     assert centroid_points(np.zeros((5, 5), bool)) == []
 
 
-def test_centroid_outside_component_moves_inside():
-    m = np.zeros((15, 15), bool)
-    m[2:13, 2:13] = True
-    m[4:11, 4:11] = False  # a ring: centroid (7, 7) is a hole
-    (p,) = centroid_points(m)
-    assert m[p]
-    # nearest ring pixels to (7, 7) are the inner-edge midpoints at distance 4, e.g. (3, 7)
-    assert (p[0] - 7) ** 2 + (p[1] - 7) ** 2 == 16
-    crescent = np.zeros((9, 9), bool)
-    crescent[1:8, 1] = True
-    crescent[1, 1:8] = True  # an L: centroid (2.7, 2.7) lies off the L
-    (q,) = centroid_points(crescent)
-    assert crescent[q]
+def test_a_centroid_off_the_target_stays_where_lesps_puts_it():
+    ring = np.zeros((15, 15), np.uint8)
+    ring[2:13, 2:13] = 255
+    ring[4:11, 4:11] = 0  # centroid (7, 7) is in the hole
+    assert centroid_points(ring) == [(7, 7)]
+    assert points_outside(ring, [(7, 7)]) == 1 and points_outside(ring, [(2, 2)]) == 0
 
 
-def test_coarse_points_stay_inside_and_within_radius():
-    m = np.zeros((30, 30), bool)
-    m[5:20, 8:16] = True
-    exact = centroid_points(m)[0]
-    seen = set()
-    for seed in range(40):
-        (p,) = centroid_points(m, coarse_radius=3, rng=np.random.default_rng(seed))
-        assert m[p] and (p[0] - exact[0]) ** 2 + (p[1] - exact[1]) ** 2 <= 9
-        seen.add(p)
-    assert len(seen) > 5
-    assert centroid_points(m, coarse_radius=3, rng=np.random.default_rng(1)) == centroid_points(
-        m, coarse_radius=3, rng=np.random.default_rng(1)
-    )
+def test_coarse_points_follow_lesps_gaussian_rule_and_land_on_a_target():
+    m = np.zeros((40, 40), bool)
+    m[5:21, 8:16] = True  # box 16 x 8, centroid (12.5, 11.5)
+    draws = [coarse_points(m, np.random.default_rng(seed))[0] for seed in range(300)]
+    assert all(m[p] for p in draws)
+    # the first draw of seed 0, worked out: x = floor(11.5 + 8/2 * g_x), y = floor(12.5 + 16/2 * g_y)
+    g_x, g_y = np.random.default_rng(0).normal(0.0, 0.25, size=2)
+    first = (int(np.floor(12.5 + 8 * g_y)), int(np.floor(11.5 + 4 * g_x)))
+    if m[first]:
+        assert draws[0] == first
+    ys, xs = np.array(draws).T
+    # spread: standard deviation 1/4 of half the box (2 rows, 1 column), the floor adds about 0.29
+    assert 1.5 < ys.std() < 2.6 and 0.7 < xs.std() < 1.4
+    assert coarse_points(m, np.random.default_rng(1)) == coarse_points(m, np.random.default_rng(1))
+    assert derive_points(m, "centroid") == centroid_points(m)
     with pytest.raises(DataError, match="rng"):
-        centroid_points(m, coarse_radius=2)
+        derive_points(m, "coarse")
+    with pytest.raises(DataError, match="unknown point kind"):
+        derive_points(m, "center")
+
+
+def test_coarse_points_of_one_pixel_targets_are_the_pixel():
+    m = np.zeros((9, 9), bool)
+    m[4, 4] = m[0, 8] = True
+    assert coarse_points(m, np.random.default_rng(3)) == [(0, 8), (4, 4)]
 
 
 def test_points_to_mask():

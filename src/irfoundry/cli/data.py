@@ -1,4 +1,4 @@
-"""``irfoundry data ...``: the ``synth`` and ``check`` subcommands.
+"""``irfoundry data ...``: the ``synth``, ``check`` and ``points`` subcommands.
 
 The lead's ``irfoundry.cli`` calls :func:`add_parser` with its subparsers; each subcommand sets
 ``func(args) -> int`` (the exit status).
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from irfoundry.data.check import check_dataset
 from irfoundry.data.synth import write_synthetic_dataset
+from irfoundry.errors import DataError
 
 _SYNTH_EPILOG = """examples:
   irfoundry data synth --out data/synth                 # 200 images, about 256 px, seed 0
@@ -26,6 +28,40 @@ _CHECK_EPILOG = """examples:
   irfoundry data check data/NUAA --split /path/to/train.txt       # split file by path
 
 Exit status 0 when there are no errors (warnings such as a rescaled mask are allowed), 1 otherwise."""
+
+
+_POINTS_EPILOG = """examples:
+  irfoundry data points ../shared/data/sirst --split trainval --kind centroid --out points/sirst_centroid.csv
+  irfoundry data points ../shared/data/nudt_sirst:50_50/train --kind coarse --seed 1 --out nudt_coarse.json
+
+centroid: floor of each 8-connected target's centroid (LESPS centroid_anno.m); coarse: the centroid moved by
+N(0, 1/4) x half the target's box, redrawn until it falls on a target (LESPS coarse_anno.m); the seed fixes
+the draws of each image. The file (CSV 'id,x,y', or JSON for background-only images too) is what
+data.labels: points with data.points: FILE trains on; see irfoundry.data.point_files for the format."""
+
+
+def run_points(args: argparse.Namespace) -> int:
+    """``irfoundry data points``: derive point labels from a dataset's masks and write them; returns 0."""
+    from irfoundry.data.dataset import DatasetSpec
+    from irfoundry.data.point_files import derive_point_table, write_points
+
+    spec = DatasetSpec.parse(args.dataset)
+    if args.split is not None:
+        spec = DatasetSpec(spec.root, args.split)
+    samples = spec.resolve()
+    table, counts = derive_point_table(samples, args.kind, args.seed)
+    empty = [i for i, pts in table.items() if not pts]
+    if empty and str(args.out).lower().endswith(".csv"):
+        raise DataError(f"{len(empty)} image(s) of {spec} have no target (e.g. {empty[:3]}) and a CSV cannot list "
+                        f"an image without clicks (training would refuse them as unlabelled); write --out "
+                        f"{Path(args.out).with_suffix('.json')} instead")
+    out = write_points(table, args.out)
+    seed = f", seed {args.seed}" if args.kind == "coarse" else ""
+    print(f"wrote {counts['targets']} {args.kind} points of {counts['images']} images ({spec}{seed}) to {out}")
+    if counts["off_target"]:
+        print(f"note: {counts['off_target']} centroid points lie beside their (non-convex) target, as LESPS' rule "
+              "puts them")
+    return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -45,7 +81,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``data`` with subcommands ``synth`` and ``check`` on an argparse subparsers object."""
+    """Register ``data`` with subcommands ``synth``, ``check`` and ``points`` on an argparse subparsers object."""
     data = subparsers.add_parser(
         "data",
         help="datasets: generate synthetic data, validate a dataset",
@@ -54,7 +90,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "  irfoundry data check ../shared/data/sirst:../shared/data/splits/basicirstd/NUAA-SIRST/test.txt\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = data.add_subparsers(dest="data_command", metavar="{synth,check}")
+    sub = data.add_subparsers(dest="data_command", metavar="{synth,check,points}")
     sub.required = True
 
     synth = sub.add_parser(
@@ -85,4 +121,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        "default: every split of the layout")
     check.add_argument("--no-targets", action="store_true", help="skip target statistics (faster)")
     check.set_defaults(func=run_check)
+
+    points = sub.add_parser(
+        "points",
+        help="derive point labels (one click per target) from a dataset's masks, as LESPS does",
+        description="Derive point labels from masks: centroid or coarse points (LESPS' rules), one per "
+        "8-connected target, written as CSV or JSON.",
+        epilog=_POINTS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    points.add_argument("dataset", help="dataset folder, PATH:SPLIT or PATH:/path/split.txt")
+    points.add_argument("--split", default=None, help="split name or split file (default: the one in DATASET, "
+                        "else every image)")
+    points.add_argument("--kind", choices=("centroid", "coarse"), default="centroid", help="default: centroid")
+    points.add_argument("--seed", type=int, default=0, help="seed of the coarse draws (default 0)")
+    points.add_argument("--out", required=True, help="output .csv or .json")
+    points.set_defaults(func=run_points)
     return data

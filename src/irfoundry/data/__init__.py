@@ -26,7 +26,7 @@ from irfoundry.data.io import IMAGE_EXTENSIONS, DataWarning, WarnOnce, binarise,
 from irfoundry.data.labels import LabelSource, MaskLabels, PointLabels, StoreLabels
 from irfoundry.data.layouts import DatasetSpec, Layout, Sample, detect_layout, read_split_file
 from irfoundry.data.point_files import read_points, write_points
-from irfoundry.data.points import centroid_points, label_components, points_to_mask
+from irfoundry.data.points import centroid_points, coarse_points, derive_points, label_components, points_to_mask
 from irfoundry.data.store import PerImageStore
 from irfoundry.data.synth import synth_sample, write_synthetic_dataset
 from irfoundry.data.transforms import (
@@ -55,6 +55,8 @@ __all__ = [
     "WarnOnce",
     "binarise",
     "centroid_points",
+    "coarse_points",
+    "derive_points",
     "check_dataset",
     "collate",
     "compute_norm_stats",

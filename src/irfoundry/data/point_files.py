@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 from irfoundry.errors import DataError
 
-__all__ = ["POINTS_FORMAT", "PointTable", "read_points", "write_points"]
+__all__ = ["POINTS_FORMAT", "PointTable", "derive_point_table", "read_points", "write_points"]
 
 POINTS_FORMAT = "irfoundry-points-1"
 
@@ -124,3 +124,37 @@ def write_points(points: Mapping[str, Sequence[tuple[int, int]]], path: str | os
         raise DataError(f"point-label file {path} must end in .csv or .json")
     os.replace(tmp, path)
     return path
+
+
+def derive_point_table(samples: Sequence, kind: str, seed: int = 0) -> tuple[PointTable, dict[str, int]]:
+    """Point labels of ``samples`` (with masks) by :func:`irfoundry.data.points.derive_points`.
+
+    The coarse draws of an image come from ``default_rng([seed, crc32(id)])``: an image gets the same clicks
+    whatever the split or order it is derived in. Masks are read with the loader's size policy.
+
+    Returns:
+        ``({id: [(y, x), ...]}, {"images", "targets", "off_target"})``; ``off_target`` counts centroid points
+        that LESPS' rule puts beside a non-convex target.
+    """
+    import zlib
+
+    import numpy as np
+
+    from irfoundry.data.io import WarnOnce, read_image_info, read_mask
+    from irfoundry.data.points import derive_points, points_outside
+
+    table: PointTable = {}
+    counts = {"images": 0, "targets": 0, "off_target": 0}
+    warn = WarnOnce()
+    for sample in samples:
+        if sample.mask is None:
+            raise DataError(f"image {sample.id!r} ({sample.image}) has no mask to derive points from")
+        mask = read_mask(sample.mask, image_shape=read_image_info(sample.image).size, warn=warn)
+        rng = np.random.default_rng([int(seed), zlib.crc32(sample.id.encode("utf-8"))])
+        pts = derive_points(mask, kind, rng)
+        table[sample.id] = pts
+        counts["images"] += 1
+        counts["targets"] += len(pts)
+        counts["off_target"] += points_outside(mask, pts)
+    return table, counts
+
