@@ -53,6 +53,16 @@ def focal_loss(logits: Tensor, target: Tensor, alpha: float = 0.25, gamma: float
     return loss.mean()
 
 
+def lesps_focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, gamma: float = 4.0) -> Tensor:
+    """LESPS' CornerNet-style focal loss on soft targets (XinyiYing/LESPS ``utils.focal_loss`` with
+    ``avg_factor``): ``sum(-log(p) (1 - p)^alpha t - log(1 - p) p^alpha (1 - t)^gamma) / max(1, #(t == 1))``,
+    with ``p = sigmoid(logits)`` (``log`` through ``logsigmoid``: the reference adds 1e-12 inside the log)."""
+    p = torch.sigmoid(logits)
+    pos = -F.logsigmoid(logits) * (1 - p).pow(alpha) * target
+    neg = -F.logsigmoid(-logits) * p.pow(alpha) * (1 - target).pow(gamma)
+    return (pos + neg).sum() / target.eq(1).sum().clamp(min=1)
+
+
 def target_edges(target: Tensor, width: int = 1) -> Tensor:
     """Morphological gradient of a ``B x 1 x H x W`` mask (dilation minus erosion, 3x3): 1 on target borders."""
     k = 2 * width + 1
@@ -94,6 +104,7 @@ LOSSES: dict[str, LossFn] = {
     "bce": bce_loss,
     "dice": dice_loss,
     "focal": focal_loss,
+    "lesps_focal": lesps_focal_loss,
     "ohem_bce": ohem_edge_bce_loss,
     "softiou+bce": lambda z, t: soft_iou_loss(z, t) + bce_loss(z, t),
 }

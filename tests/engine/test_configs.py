@@ -11,6 +11,7 @@ from irfoundry.engine.compose import group_names, parse_run_name, read_group, ru
 from irfoundry.errors import ConfigError
 from irfoundry.methods import list_methods
 from irfoundry.methods.fdep import FDEPOptions
+from irfoundry.methods.lesps import LESPSOptions
 from irfoundry.models import list_models
 
 SHIPPED_HOSTS = {"acm", "alcnet", "alclnet", "dnanet", "mlclnet", "mshnet", "uiunet"}
@@ -27,16 +28,24 @@ def test_families_cover_every_host_and_dataset():
 
 @pytest.mark.parametrize("name", [n for n in run_names() if n.split("/")[1].rsplit("_", 1)[0] in SHIPPED_HOSTS])
 def test_named_run_parses_and_keeps_its_protocol(name):
-    cfg = load_config(name)
     family, rest = name.split("/")
+    if family == "lesps":  # point supervision: the clicks are the user's file
+        with pytest.raises(ConfigError, match="irfoundry data points"):
+            load_config(name)
+        cfg = load_config(name, ["data.points=clicks.json"])
+        assert cfg.data.labels == "points" and isinstance(cfg.method.options, LESPSOptions)
+        assert (cfg.method.options.t_loss, cfg.method.options.update_every, cfg.method.options.tb) == (10.0, 5, 0.5)
+    else:
+        cfg = load_config(name)
     assert cfg.model.name in list_models() and cfg.method.name in list_methods()
     assert cfg.data.root.startswith("../shared/data/")
     assert cfg.trainer.run_name == rest + runs_table()[family]["suffix"]
     if family == "fdep":
         assert isinstance(cfg.method.options, FDEPOptions)
         assert cfg.method.options.num_modules == 4 and cfg.method.options.stage == -1 and cfg.method.options.kd_weight == 0
-    if family in ("basicirstd", "fdep"):
-        assert (cfg.optim.lr, cfg.trainer.batch_size, cfg.data.crop_size, cfg.method.loss) == (5e-4, 16, 256, "softiou")
+    if family in ("basicirstd", "fdep", "lesps"):
+        assert (cfg.optim.lr, cfg.trainer.batch_size, cfg.data.crop_size) == (5e-4, 16, 256)
+        assert cfg.method.loss == "softiou" or family == "lesps"  # LESPS trains with its own focal loss
         assert cfg.trainer.max_epochs == 400 and cfg.optim.milestones == [200, 300]
         assert cfg.model.init_prob is None, "the protocol keeps each host's own initialisation"
     if family == "cpu":

@@ -43,11 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     from irfoundry.cli import bench as bench_cli
     from irfoundry.cli import data as data_cli
     from irfoundry.cli import engine as engine_cli
+    from irfoundry.cli import labels as labels_cli
     from irfoundry.cli import models as models_cli
     from irfoundry.cli import study as study_cli
 
     engine_cli.add_parsers(sub)
     data_cli.add_parser(sub)
+    labels_cli.add_parser(sub)
     models_cli.add_parser(sub)
     bench_cli.add_parser(sub)
     study_cli.add_parser(sub)

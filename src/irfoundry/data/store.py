@@ -341,6 +341,22 @@ class PerImageStore:
                         for i in range(len(self.levels))]
         return self
 
+    @classmethod
+    def open_saved(cls, folder: str | Path) -> "PerImageStore":
+        """A memory store with the content :meth:`save` wrote to ``folder`` (ids, sizes, levels from its
+        manifest): for inspecting a run's evolved labels."""
+        folder = Path(folder)
+        try:
+            m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{folder} holds no saved store (manifest.json: {exc})") from None
+        dtype = str(np.load(folder / m["levels"][0]["file"], mmap_mode="r").dtype)
+        store = cls([im["id"] for im in m["images"]], [(im["height"], im["width"]) for im in m["images"]],
+                    [(lv["channels"], lv["stride"]) for lv in m["levels"]], dtype=dtype, key=m["key"],
+                    name=folder.name, extra=[{k: v for k, v in im.items() if k not in ("id", "height", "width", "offsets")}
+                                              for im in m["images"]])
+        return store.load(folder)
+
     # ------------------------------------------------------------------ read
     def _level_arrays(self) -> list[np.ndarray]:
         if self._arrays is None:

@@ -64,7 +64,10 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
     dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm, multiple=multiple)
     method = build_method(cfg.method, host, BuildEnv(norm=dm.norm))
     _check_monitor(cfg.trainer.monitor, list(method.eval_branches()))
-    dm.request_features(method.data_requests().features)
+    requests = method.data_requests()
+    dm.request_features(requests.features)
+    if requests.label_store:
+        dm.request_label_store()
     module = IRSTDModule(method, cfg.optim, gradient_clip_val=cfg.trainer.gradient_clip_val, run_dir=run_dir,
                          norm=dm.norm, empty_niou=cfg.trainer.empty_niou)
     return RunParts(cfg=cfg, host=host, datamodule=dm, method=method, module=module)

@@ -17,6 +17,9 @@ from torch import Tensor
 from irfoundry.engine.inference import Predictor
 from irfoundry.errors import ConfigError, IRFoundryError
 
+#: name of the evolving label store in ``ctx.stores`` (:attr:`irfoundry.methods.context.DataRequests.label_store`)
+LABEL_STORE = "labels"
+
 if TYPE_CHECKING:  # pragma: no cover
     from irfoundry.engine.module import IRSTDModule
 
@@ -75,7 +78,20 @@ class LightningStepContext:
     @property
     def stores(self) -> Mapping[str, Any]:
         dm = self._trainer.datamodule
-        return dict(getattr(dm, "stores", {}) or {})
+        stores = dict(getattr(dm, "stores", {}) or {})
+        if getattr(dm, "label_store", None) is not None:
+            stores[LABEL_STORE] = dm.label_store
+        return stores
+
+    def commit_labels(self) -> None:
+        self._module.commit_labels()
+
+    def epoch_mean(self, name: str) -> float | None:
+        means = self.epoch_means.means()
+        if name not in means:
+            return None
+        values = self.all_gather_object(float(means[name]))  # every process ran the same number of batches
+        return sum(values) / len(values)
 
     def predictor(self, fn) -> Predictor:
         dm = self._trainer.datamodule

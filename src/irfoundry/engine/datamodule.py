@@ -203,6 +203,9 @@ class IRSTDDataModule(L.LightningDataModule):
         self._feature_requests: list[FeatureRequest] = []
         #: built per-crop stores (``{name: store}``), once :meth:`setup` ran
         self.stores: dict = {}
+        #: the evolving training labels (:meth:`request_label_store`), once :meth:`setup` ran
+        self.label_store = None
+        self._label_store_requested = False
 
     def _check_val_masks(self, val) -> None:
         missing = [s.id for s in val if s.mask is None]
@@ -221,8 +224,32 @@ class IRSTDDataModule(L.LightningDataModule):
             raise ConfigError(f"feature names {names} must be unique and not one of {sorted(reserved)}")
         self._feature_requests = list(requests)
 
+    def request_label_store(self) -> None:
+        """Train on a per-image label store initialised from the configured labels (see
+        :attr:`~irfoundry.methods.context.DataRequests.label_store`), built in :meth:`setup`."""
+        self._label_store_requested = True
+
+    def _build_label_store(self) -> None:
+        from irfoundry.data.io import read_image_info
+        from irfoundry.data.labels import StoreLabels
+        from irfoundry.data.store import PerImageStore
+
+        samples = self.train_samples
+        sizes = [tuple(read_image_info(s.image).size) for s in samples]
+        store = PerImageStore([s.id for s in samples], sizes, [(1, 1)], dtype="float32", name="labels",
+                              key={"labels": self.labels.describe(), "ids": [s.id for s in samples]}).allocate()
+        for s, size in zip(samples, sizes):
+            store.write(s.id, [self.labels.load(s, size)[None]])
+        self.label_store = store
+        self.train_set.labels = StoreLabels(store)
+        log.info("label store: %d training images, initialised from %s", len(samples), self.labels.describe())
+
     def setup(self, stage: str | None = None) -> None:
-        if not self._feature_requests or self.stores or stage not in (None, "fit"):
+        if stage not in (None, "fit"):
+            return
+        if self._label_store_requested and self.label_store is None:
+            self._build_label_store()
+        if not self._feature_requests or self.stores:
             return
         from irfoundry.foundation.cache import FeatureCache
 
@@ -298,8 +325,8 @@ class IRSTDDataModule(L.LightningDataModule):
         """``train_full`` or ``val_crops`` (see the module docstring); the sampler's ``set_epoch`` selects
         the epoch of ``val_crops`` ' seeded crops."""
         if name == "train_full":
-            full = IRSTDDataset(self.train_samples, norm=self.norm, split=self.cfg.train_split, labels=self.labels,
-                                crop_stores=self.stores)
+            full = IRSTDDataset(self.train_samples, norm=self.norm, split=self.cfg.train_split,
+                                labels=self.train_set.labels, crop_stores=self.stores)
             # per-image features of images of different sizes are not padded: one image per batch then
             return self._sharded(full, 1 if self.stores else None)
         if name == "val_crops":

@@ -4,8 +4,12 @@ Validation (every branch of a method), ``irfoundry eval``, ``irfoundry predict``
 training images all go through these functions, so they can never disagree:
 
 * :func:`padded_canvas` is the padding policy (the one place it lives): where a ``h x w`` image sits on
-  the canvas the network sees. ``multiple`` (default): bottom / right zero padding up to the next multiple of
-  the model's ``input_multiple`` (none when already divisible). Nothing is ever resized.
+  the canvas the network sees. ``multiple`` (default): bottom / right zero padding (of the normalised image)
+  up to the next multiple of the model's ``input_multiple``, none when already divisible. This is the
+  reference codes' policy: BasicIRSTD and LESPS ``utils.PadImg`` pad a side to ``(h // 32 + 1) * 32`` only
+  ``if not h % 32 == 0``, after ``Normalized``, and test.py crops the prediction back to ``[:h, :w]``
+  (checked end to end: ``benchmarks/reference_parity.py``, ``docs/results/reference_parity.md``). Nothing
+  is ever resized.
 * :func:`pad_collate` pads full images of any sizes into one batch (image, and ground truth / targets) and
   records each image's box on the canvas; :func:`probabilities` runs a network on a padded batch and crops
   every probability map back to its box.

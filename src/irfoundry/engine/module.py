@@ -19,6 +19,7 @@ choice, are the global ones and identical on every process.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Mapping
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: key of the method's own resume state inside Lightning's checkpoint
 METHOD_STATE = "irfoundry_method_state"
+#: key of the label-store snapshot (``RUN/labels/<version>``) the state trains on
+LABELS_STATE = "irfoundry_labels_version"
+#: folder of the label-store snapshots in the run folder
+LABELS_DIR = "labels"
 #: key of every process's random generators, epoch means and named-loader positions (one entry per rank)
 PROCESS_STATE = "irfoundry_process_state"
 
@@ -85,6 +90,9 @@ class IRSTDModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------- train
     def on_train_start(self) -> None:
+        version = getattr(self, "_labels_version", None)
+        if version is not None:  # a resumed run: the evolved labels its state trained on
+            self.trainer.datamodule.label_store.load(self._labels_dir() / version)
         restored, self._restored_process_state = getattr(self, "_restored_process_state", None), None
         if self.trainer.fit_loop.restarted_mid_epoch:
             # Lightning continues the cut epoch without its epoch-start hooks: begin it again here (the
@@ -182,14 +190,55 @@ class IRSTDModule(L.LightningModule):
                 # already global and equal on every process: no further reduction
                 self.log(f"{prefix}/{k}", v, prog_bar=(i == 0 and k in ("iou", "niou")), sync_dist=False)
 
+    # ------------------------------------------------------------------------------------- label store
+    def _labels_dir(self) -> Path:
+        if self.ctx.run_dir is None:
+            raise ConfigError("a label store is snapshotted in the run folder; train through irfoundry.engine.train")
+        return self.ctx.run_dir / LABELS_DIR
+
+    def commit_labels(self) -> None:
+        """Snapshot the label store (every process wrote the same maps) as ``RUN/labels/<version>``; keep only
+        it and the one the last resume state names."""
+        store = getattr(self.trainer.datamodule, "label_store", None)
+        if store is None:
+            raise ConfigError(f"method {self.method.name!r} commits labels but did not request a label store "
+                              "(DataRequests(label_store=True))")
+        self._label_commits = getattr(self, "_label_commits", 0) + 1
+        version = f"{self._label_commits:04d}-epoch{self.current_epoch:04d}"
+        if self.trainer.is_global_zero:
+            store.save(self._labels_dir() / version)
+        self.trainer.strategy.barrier("irfoundry.commit_labels")
+        self._labels_version = version
+        self._prune_labels()
+
+    def _prune_labels(self) -> None:
+        """Remove snapshots neither current nor named by the resume state on disk (rank 0)."""
+        folder = self.ctx.run_dir / LABELS_DIR if self.ctx.run_dir is not None else None
+        if folder is None or not folder.is_dir() or not self.trainer.is_global_zero:
+            return
+        keep = {getattr(self, "_labels_version", None), getattr(self, "_saved_labels_version", None)}
+        for old in folder.iterdir():
+            if old.is_dir() and old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def on_resume_state_saved(self) -> None:
+        """Called by :class:`~irfoundry.engine.resume_state.ResumeState` once the state is on disk."""
+        self._prune_labels()
+
     # ------------------------------------------------------------------------------------- resume state
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # every process runs this when a checkpoint is saved; rank 0 writes what all of them gathered
         checkpoint[METHOD_STATE] = self.method.method_state()
+        version = getattr(self, "_labels_version", None)
+        checkpoint[LABELS_STATE] = {"version": version, "commits": getattr(self, "_label_commits", 0)}
+        self._saved_labels_version = version
         checkpoint[PROCESS_STATE] = self.ctx.all_gather_object({"rng": rng_state(), "context": self.ctx.resume_state()})
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.method.load_method_state(checkpoint.get(METHOD_STATE) or {})
+        labels = checkpoint.get(LABELS_STATE) or {}
+        self._labels_version = self._saved_labels_version = labels.get("version")
+        self._label_commits = int(labels.get("commits", 0))
         # applied in on_train_start, after everything that might still draw random numbers while restoring
         self._restored_process_state = checkpoint.get(PROCESS_STATE)
 

@@ -138,4 +138,7 @@ class ResumeState(Checkpoint):
 
     def _save(self, trainer: L.Trainer) -> None:
         _atomic_save(trainer, self.path)
+        saved = getattr(trainer.lightning_module, "on_resume_state_saved", None)
+        if saved is not None:
+            saved()
         self._last_save = time.monotonic()

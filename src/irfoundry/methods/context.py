@@ -44,10 +44,17 @@ class DataRequests:
         loaders: named extra loaders the method iterates through :meth:`StepContext.loader` /
             :meth:`StepContext.next_batch` (``"train_full"``: the training images whole, un-augmented, each
             rank its shard; ``"val_crops"``: augmented crops of the validation split, like training crops).
+        label_store: train on an evolving per-image label store instead of the configured labels: the engine
+            builds ``stores["labels"]`` (one float map per training image at its size, initialised from the
+            configured labels, e.g. point clicks) and serves it as ``batch["target"]`` of the training crops and
+            of ``train_full``; the method rewrites maps with ``store.write(id, [map])`` and then calls
+            :meth:`StepContext.commit_labels`, which snapshots the store in the run folder (``RUN/labels/``)
+            and makes it part of the resume state.
     """
 
     features: Sequence[FeatureRequest] = ()
     loaders: Sequence[str] = ()
+    label_store: bool = False
 
 
 LOADER_NAMES = ("train_full", "val_crops")
@@ -79,7 +86,18 @@ class StepContext(Protocol):
 
     @property
     def stores(self) -> Mapping[str, Any]:
-        """The run's per-image stores by name (the feature caches of :attr:`DataRequests.features`)."""
+        """The run's per-image stores by name (the feature caches of :attr:`DataRequests.features`, and
+        ``"labels"`` with :attr:`DataRequests.label_store`)."""
+        ...
+
+    def commit_labels(self) -> None:
+        """After every process wrote the same new maps into ``stores["labels"]``: snapshot it in the run
+        folder; a resumed run continues from the snapshot of its resume state."""
+        ...
+
+    def epoch_mean(self, name: str) -> float | None:
+        """This epoch's mean of a value logged with ``log`` / ``log_dict`` (e.g. ``"train/loss_epoch"``),
+        over every batch and process so far; ``None`` when nothing was logged under that name."""
         ...
 
     def predictor(self, fn: Callable[[Tensor], Tensor]) -> Any:
@@ -172,6 +190,9 @@ class LocalStepContext:
         self.gradient_clip_val = gradient_clip_val
         self.stores: dict[str, Any] = {}
         self.logged: dict[str, float] = {}
+        self._sums: dict[str, list[float]] = {}
+        #: how many times :meth:`commit_labels` was called
+        self.label_commits = 0
 
     @property
     def device(self) -> torch.device:
@@ -212,9 +233,24 @@ class LocalStepContext:
     def barrier(self) -> None:
         pass
 
+    def commit_labels(self) -> None:
+        self.label_commits += 1
+
+    def epoch_mean(self, name: str) -> float | None:
+        total = self._sums.get(name)
+        return total[0] / total[1] if total else None
+
+    def new_epoch(self) -> None:
+        """Forget this epoch's means (call between epochs of a hand-written loop)."""
+        self._sums = {}
+
     def log(self, name: str, value, *, on_step: bool = False, on_epoch: bool = True) -> None:
         self.logged[name] = float(value)
+        if on_epoch:
+            total = self._sums.setdefault(f"{name}_epoch" if on_step else name, [0.0, 0])
+            total[0] += float(value)
+            total[1] += 1
 
     def log_dict(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():
-            self.logged[f"train/{k}"] = float(v)
+            self.log(f"train/{k}", v, on_step=True, on_epoch=True)
