@@ -21,6 +21,17 @@ def test_padding_policy_pads_bottom_right_to_the_next_multiple_only_when_needed(
         padded_canvas(10, 10, 32, "centre")
 
 
+def test_the_padding_is_basicirstd_and_lesps_padimg():
+    # utils.PadImg of XinyiYing/BasicIRSTD and XinyiYing/LESPS, written out: a side is padded at its end to
+    # (h // 32 + 1) * 32 only if it is not divisible by 32 (NUDT-SIRST's 256 x 256 images are not padded)
+    def padimg(n: int) -> int:
+        return (n // 32 + 1) * 32 if n % 32 else n
+
+    for h in range(1, 600, 7):
+        for w in (h, h + 1, 256, 325):
+            assert padded_canvas(h, w, 32) == (padimg(h), padimg(w), 0, 0)
+
+
 def test_pad_collate_pads_every_map_and_crop_undoes_it():
     items = [{"image": torch.randn(1, 20, 30), "mask": torch.ones(1, 20, 30), "id": "a"},
              {"image": torch.randn(1, 40, 10), "mask": torch.ones(1, 40, 10), "id": "b"}]

@@ -73,20 +73,23 @@ def _labels(run_dir: Path) -> tuple[str, dict[str, np.ndarray]]:
 
 @pytest.mark.slow
 def test_lesps_evolves_point_labels_snapshots_them_and_resumes_exactly(tiny_synth, tmp_path):
-    samples = DatasetSpec.parse(f"{tiny_synth}:train").resolve()
-    table, _ = derive_point_table(samples, "centroid")
+    table, _ = derive_point_table(DatasetSpec.parse(str(tiny_synth)).resolve(), "centroid")  # train and val clicks
     points = write_points(table, tmp_path / "points.json")
     full = train(from_dict(_config(tiny_synth, points, tmp_path / "a", "full", max_epochs=3)))
     run = Path(full["run_dir"])
+    # selected on the val split's clicks (no mask read): the honest default of a point-supervised run
+    assert full["monitor"] == "val/point_f1" and "val/point_recall" in full["val_metrics"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["monitor"] == "val/point_f1"
     state = torch.load(run / "state" / "resume.ckpt", weights_only=True)
     # after epoch 1: the first update and, 1 % 1 == 0, the periodic one (as the reference); then one per epoch
     assert state["irfoundry_method_state"] == {"started": True, "updates": 4}
     version, labels = _labels(run)
     assert version == state["irfoundry_labels_version"]["version"]
     assert len([d for d in (run / "labels").iterdir() if d.is_dir()]) == 1
+    assert sorted(labels) == sorted(s.id for s in DatasetSpec.parse(f"{tiny_synth}:train").resolve())
     clicks = {i: np.zeros_like(m) for i, m in labels.items()}
-    for i, pts in table.items():
-        for y, x in pts:
+    for i in labels:
+        for y, x in table[i]:
             clicks[i][y, x] = 1.0
     assert all((labels[i][clicks[i] == 1] == 1).all() for i in labels)  # the clicks stay 1
     assert sum(float(((labels[i] > 0) & (clicks[i] == 0)).sum()) for i in labels) > 0  # the labels grew
@@ -109,3 +112,39 @@ def test_lesps_evolves_point_labels_snapshots_them_and_resumes_exactly(tiny_synt
     png = np.asarray(Image.open(tmp_path / "png" / f"{first}_label.png"))
     assert png.shape == labels[first].shape and np.array_equal(png, np.round(labels[first] * 255).astype(np.uint8))
     assert (tmp_path / "png" / f"{first}_overlay.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_two_process_label_update_equals_one_process_on_the_saved_weights(tiny_synth, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from irfoundry.data.io import read_image
+    from irfoundry.data.points import points_to_mask
+    from irfoundry.engine.inference import Predictor
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available in this build")
+    samples = DatasetSpec.parse(f"{tiny_synth}:train").resolve()
+    table, _ = derive_point_table(DatasetSpec.parse(str(tiny_synth)).resolve(), "centroid")
+    points = write_points(table, tmp_path / "points.json")
+    cfg = _config(tiny_synth, points, tmp_path / "runs", "ddp", max_epochs=1, batch_size=2)
+    cfg["method"]["options"]["update_every"] = 2  # one update, after epoch 1
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
+    launcher = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "IRFOUNDRY_RUN_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in launcher}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "irfoundry", "train", str(tmp_path / "ddp.yaml"), "--set",
+                           "trainer.strategy=ddp", "--set", "trainer.devices=2", "--set", "trainer.accelerator=cpu"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = tmp_path / "runs" / "ddp"
+    _, labels = _labels(run)
+    assert sorted(labels) == sorted(s.id for s in samples)  # both shards' images, in one snapshot
+    predictor, _ = Predictor.from_checkpoint(run / "last.safetensors")
+    for s in samples:
+        image = read_image(s.image)
+        clicks = points_to_mask(table[s.id], image.shape).astype(np.float32)
+        expect = lesps_update(predictor.predict(image), clicks)
+        np.testing.assert_allclose(labels[s.id], expect, rtol=0, atol=1e-6)

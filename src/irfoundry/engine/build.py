@@ -10,6 +10,7 @@ so ``train`` writes the run folder only once all of it exists.
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -19,15 +20,18 @@ from irfoundry.engine.datamodule import IRSTDDataModule
 from irfoundry.engine.module import IRSTDModule
 from irfoundry.errors import ConfigError
 from irfoundry.metrics import REPORTED
+from irfoundry.metrics.points import POINT_REPORTED
 from irfoundry.methods import build_method
 from irfoundry.methods.base import Method
 from irfoundry.methods.context import BuildEnv
 from irfoundry.models import create_model, init_output_probability, input_multiple
 
+log = logging.getLogger(__name__)
 
-def _check_monitor(monitor: str, branches: list[str]) -> None:
+
+def _check_monitor(monitor: str, branches: list[str], reported=REPORTED) -> None:
     """``trainer.monitor`` must name a logged validation value, or ``best`` would silently never be written."""
-    allowed = [f"val/{k}" for k in REPORTED] + [f"val_{b}/{k}" for b in branches[1:] for k in REPORTED]
+    allowed = [f"val/{k}" for k in reported] + [f"val_{b}/{k}" for b in branches[1:] for k in reported]
     if monitor not in allowed:
         close = difflib.get_close_matches(monitor, allowed, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -63,11 +67,16 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
         init_output_probability(host, cfg.model.init_prob, cfg.model.init_weight_std)
     dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm, multiple=multiple)
     method = build_method(cfg.method, host, BuildEnv(norm=dm.norm))
-    _check_monitor(cfg.trainer.monitor, list(method.eval_branches()))
+    if dm.val_labels == "points" and cfg.trainer.monitor == "val/iou":
+        # validation on clicks has no IoU: select on its target-level F1 (written so in config.yaml)
+        log.info("validation scores the val split's clicks (data.val_labels: points): trainer.monitor = val/point_f1")
+        cfg.trainer.monitor = "val/point_f1"
+    _check_monitor(cfg.trainer.monitor, list(method.eval_branches()),
+                   POINT_REPORTED if dm.val_labels == "points" else REPORTED)
     requests = method.data_requests()
     dm.request_features(requests.features)
     if requests.label_store:
         dm.request_label_store()
     module = IRSTDModule(method, cfg.optim, gradient_clip_val=cfg.trainer.gradient_clip_val, run_dir=run_dir,
-                         norm=dm.norm, empty_niou=cfg.trainer.empty_niou)
+                         norm=dm.norm, empty_niou=cfg.trainer.empty_niou, val_labels=dm.val_labels)
     return RunParts(cfg=cfg, host=host, datamodule=dm, method=method, module=module)

@@ -49,6 +49,10 @@ class DataConfig:
     labels: Literal["mask", "points"] = "mask"
     #: point labels (CSV or JSON of image id, x, y; :mod:`irfoundry.data.point_files`) for ``labels: points``
     points: str | None = None
+    #: what validation (and so the ``best`` checkpoint) scores: ``mask`` (ground-truth masks), ``points``
+    #: (the clicks of ``data.points`` for the val images: :mod:`irfoundry.metrics.points`, no mask read) or
+    #: ``auto`` (= ``labels``: a point-supervised run selects on clicks unless ``mask`` is asked for by name)
+    val_labels: Literal["auto", "mask", "points"] = "auto"
     crop_size: int = 256
     target_crop_prob: float = 0.5
     flip: bool = True
@@ -70,6 +74,8 @@ class DataConfig:
         if self.labels == "points" and not self.points:
             raise ConfigError("data.labels = 'points' needs data.points: the file of clicks (image id, x, y); "
                               "make one with 'irfoundry data points DATASET --out FILE'")
+        if self.val_labels == "points" and not self.points:
+            raise ConfigError("data.val_labels = 'points' needs data.points: the clicks of the validation images")
         if self.labels == "mask" and self.points:
             raise ConfigError(f"data.points = {self.points!r} is given but data.labels = 'mask'; set data.labels: "
                               "points to train on the clicks, or remove data.points")

@@ -94,6 +94,11 @@ class LightningStepContext:
         return sum(values) / len(values)
 
     def predictor(self, fn) -> Predictor:
+        if self.world_size > 1:
+            # every process predicts with rank 0's buffers (BatchNorm statistics: each process's last training
+            # forward updated its own), those of the weights rank 0 saves; DDP does this only in its forward
+            for buf in self._module.buffers():
+                torch.distributed.broadcast(buf.data, src=0)
         dm = self._trainer.datamodule
         return Predictor(fn, norm=self.norm, multiple=dm.multiple, padding=dm.padding, device=self.device,
                          module=self._module.method)

@@ -181,7 +181,13 @@ class IRSTDDataModule(L.LightningDataModule):
             require_masks=self.labels.ground_truth,
         )
         self.labels.check(train)
-        if val:
+        #: what validation scores: ``mask`` or ``points`` (``data.val_labels``, ``auto`` resolved)
+        self.val_labels = cfg.val_labels if cfg.val_labels != "auto" else cfg.labels
+        val_clicks = None
+        if val and self.val_labels == "points":
+            val_clicks = self.labels if isinstance(self.labels, PointLabels) else PointLabels(cfg.points)
+            val_clicks.check(val)
+        elif val:
             self._check_val_masks(val)
         self.train_samples, self.val_samples, self.val_source = train, val, source
         #: mean / std of the TRAIN images; pass the saved ones when resuming or evaluating
@@ -199,7 +205,7 @@ class IRSTDDataModule(L.LightningDataModule):
         self.train_set = IRSTDDataset(
             train, transform=self.transform, norm=self.norm, seed=cfg.seed, split=cfg.train_split, labels=self.labels
         )
-        self.val_set = IRSTDDataset(val, norm=self.norm, split="val") if val else None
+        self.val_set = IRSTDDataset(val, norm=self.norm, split="val", labels=val_clicks) if val else None
         self._feature_requests: list[FeatureRequest] = []
         #: built per-crop stores (``{name: store}``), once :meth:`setup` ran
         self.stores: dict = {}

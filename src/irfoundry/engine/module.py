@@ -32,6 +32,7 @@ from torch import Tensor
 from irfoundry.engine.context import LightningStepContext, TrainingDiverged
 from irfoundry.engine.inference import crop, probabilities
 from irfoundry.engine.metrics import build_eval_metrics
+from irfoundry.metrics.points import PointHitMetrics
 from irfoundry.engine.resume_state import ResumableLoader, rng_state, set_rng_state
 from irfoundry.errors import ConfigError
 from irfoundry.methods.base import Method
@@ -70,7 +71,7 @@ class IRSTDModule(L.LightningModule):
 
     def __init__(self, method: Method, optim: OptimConfig, threshold: float = 0.5, *,
                  gradient_clip_val: float | None = None, run_dir: Path | None = None,
-                 norm: Mapping[str, float] | None = None, empty_niou: float = 0.0) -> None:
+                 norm: Mapping[str, float] | None = None, empty_niou: float = 0.0, val_labels: str = "mask") -> None:
         super().__init__()
         self.method = method
         self.optim_cfg = optim
@@ -84,8 +85,11 @@ class IRSTDModule(L.LightningModule):
         self.ctx = LightningStepContext(self, run_dir=run_dir, norm=norm)
         self.optimizer_names: list[str] = []
         self._scheduled_intervals: list[str] = []
+        #: ``mask``: validation scores masks; ``points``: clicks (:class:`~irfoundry.metrics.points.PointHitMetrics`)
+        self.val_labels = val_labels
         self.val_metrics = torch.nn.ModuleDict(
-            {name: build_eval_metrics(threshold, empty_niou) for name in method.eval_branches()}
+            {name: PointHitMetrics(threshold) if val_labels == "points" else build_eval_metrics(threshold, empty_niou)
+             for name in method.eval_branches()}
         )
 
     # ----------------------------------------------------------------------------------------- train
@@ -168,7 +172,8 @@ class IRSTDModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------ validation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        images, masks, boxes = batch["image"], batch["mask"], batch["box"]
+        images, boxes = batch["image"], batch["box"]
+        masks = batch["target"] if self.val_labels == "points" else batch["mask"]  # clicks, or ground truth
         counted = batch.get("counted")
         if counted is not None and not all(counted):  # padding of a DDP shard: never enters a metric
             keep = [i for i, c in enumerate(counted) if c]

@@ -52,8 +52,11 @@ class EpochLog(Checkpoint):
         loss = m.get("train/loss_epoch", m.get("train/loss"))
         if loss is not None:
             parts.append(f"loss {float(loss):.4f}")
-        if "val/iou" in m and trainer.check_val_every_n_epoch and done % trainer.check_val_every_n_epoch == 0:
+        validated = trainer.check_val_every_n_epoch and done % trainer.check_val_every_n_epoch == 0
+        if "val/iou" in m and validated:
             parts.append(f"val IoU {100 * float(m['val/iou']):.2f} nIoU {100 * float(m['val/niou']):.2f}")
+        elif "val/point_f1" in m and validated:
+            parts.append(f"val click F1 {100 * float(m['val/point_f1']):.2f} recall {100 * float(m['val/point_recall']):.2f}")
         parts.append(f"{per_epoch:.1f} s/epoch")
         if trainer.max_epochs:
             parts.append(f"ETA {_duration(per_epoch * (trainer.max_epochs - done))}")
