@@ -148,3 +148,24 @@ def test_a_two_process_label_update_equals_one_process_on_the_saved_weights(tiny
         clicks = points_to_mask(table[s.id], image.shape).astype(np.float32)
         expect = lesps_update(predictor.predict(image), clicks)
         np.testing.assert_allclose(labels[s.id], expect, rtol=0, atol=1e-6)
+
+
+def test_the_first_update_waits_for_the_epoch_mean_loss_below_t_loss_or_for_t_epoch():
+    from types import SimpleNamespace
+
+    from irfoundry.methods.context import LocalStepContext
+    from irfoundry.methods.lesps import LESPS, LESPSOptions
+    from irfoundry.models import create_model
+
+    host = create_model("unet_tiny", base=4)
+    method = LESPS(host, SimpleNamespace(options=LESPSOptions(), loss="softiou", aux_weight=1.0))
+    ctx = LocalStepContext(method)
+    assert not method._first_update_due(ctx, 1)  # nothing logged yet
+    for value in (12.0, 9.0):
+        ctx.log_dict({"loss": torch.tensor(value)})
+    assert ctx.epoch_mean("train/loss_epoch") == 10.5 and not method._first_update_due(ctx, 1)
+    ctx.new_epoch()
+    ctx.log_dict({"loss": torch.tensor(9.5)})
+    assert method._first_update_due(ctx, 2)  # 9.5 < t_loss = 10
+    method.opts = LESPSOptions(t_epoch=50)
+    assert not method._first_update_due(ctx, 50) and method._first_update_due(ctx, 51)
