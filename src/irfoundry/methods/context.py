@@ -104,7 +104,9 @@ class StepContext(Protocol):
         """An :class:`irfoundry.engine.inference.Predictor` of ``fn`` (normalised images -> logits) with the
         run's normalisation, input multiple and padding: the one inference path, e.g. for label updates on
         the full training images of ``loader("train_full")`` (``predictor.batch_probabilities(batch)``). It
-        predicts in eval mode (BatchNorm running statistics, no dropout) and restores training mode."""
+        predicts in eval mode (BatchNorm running statistics, no dropout) and restores training mode. Under DDP
+        it is collective (every process calls it): it gives every process rank 0's buffers, those of the
+        weights rank 0 saves."""
         ...
 
     def optimizers(self) -> dict[str, Any]:
