@@ -32,9 +32,9 @@ from torch import Tensor
 from irfoundry.engine.context import LightningStepContext, TrainingDiverged
 from irfoundry.engine.inference import crop, probabilities
 from irfoundry.engine.metrics import build_eval_metrics
-from irfoundry.metrics.points import PointHitMetrics
 from irfoundry.engine.resume_state import ResumableLoader, rng_state, set_rng_state
 from irfoundry.errors import ConfigError
+from irfoundry.metrics.points import PointHitMetrics
 from irfoundry.methods.base import Method
 from irfoundry.methods.context import LOADER_NAMES
 from irfoundry.optim import OptimConfig, ScheduleLength
@@ -91,13 +91,18 @@ class IRSTDModule(L.LightningModule):
             {name: PointHitMetrics(threshold) if val_labels == "points" else build_eval_metrics(threshold, empty_niou)
              for name in method.eval_branches()}
         )
+        # the label snapshot trained on now / named by the last resume state, snapshots so far
+        self._labels_version: str | None = None
+        self._saved_labels_version: str | None = None
+        self._label_commits = 0
+        #: every process's state from the checkpoint being resumed, applied in on_train_start
+        self._restored_process_state: list | None = None
 
     # ----------------------------------------------------------------------------------------- train
     def on_train_start(self) -> None:
-        version = getattr(self, "_labels_version", None)
-        if version is not None:  # a resumed run: the evolved labels its state trained on
-            self.trainer.datamodule.label_store.load(self._labels_dir() / version)
-        restored, self._restored_process_state = getattr(self, "_restored_process_state", None), None
+        if self._labels_version is not None:  # a resumed run: the evolved labels its state trained on
+            self.trainer.datamodule.label_store.load(self._labels_dir() / self._labels_version)
+        restored, self._restored_process_state = self._restored_process_state, None
         if self.trainer.fit_loop.restarted_mid_epoch:
             # Lightning continues the cut epoch without its epoch-start hooks: begin it again here (the
             # method's on_train_epoch_start depends on the epoch and its state only), then put back what the
@@ -208,7 +213,7 @@ class IRSTDModule(L.LightningModule):
         if store is None:
             raise ConfigError(f"method {self.method.name!r} commits labels but did not request a label store "
                               "(DataRequests(label_store=True))")
-        self._label_commits = getattr(self, "_label_commits", 0) + 1
+        self._label_commits += 1
         version = f"{self._label_commits:04d}-epoch{self.current_epoch:04d}"
         if self.trainer.is_global_zero:
             store.save(self._labels_dir() / version)
@@ -221,7 +226,7 @@ class IRSTDModule(L.LightningModule):
         folder = self.ctx.run_dir / LABELS_DIR if self.ctx.run_dir is not None else None
         if folder is None or not folder.is_dir() or not self.trainer.is_global_zero:
             return
-        keep = {getattr(self, "_labels_version", None), getattr(self, "_saved_labels_version", None)}
+        keep = {self._labels_version, self._saved_labels_version}
         for old in folder.iterdir():
             if old.is_dir() and old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
@@ -234,9 +239,8 @@ class IRSTDModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # every process runs this when a checkpoint is saved; rank 0 writes what all of them gathered
         checkpoint[METHOD_STATE] = self.method.method_state()
-        version = getattr(self, "_labels_version", None)
-        checkpoint[LABELS_STATE] = {"version": version, "commits": getattr(self, "_label_commits", 0)}
-        self._saved_labels_version = version
+        checkpoint[LABELS_STATE] = {"version": self._labels_version, "commits": self._label_commits}
+        self._saved_labels_version = self._labels_version
         checkpoint[PROCESS_STATE] = self.ctx.all_gather_object({"rng": rng_state(), "context": self.ctx.resume_state()})
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
