@@ -16,6 +16,7 @@ from torch import Tensor
 
 from irfoundry.engine.inference import Predictor
 from irfoundry.errors import ConfigError, IRFoundryError
+from irfoundry.methods.context import EpochMeans
 
 #: name of the evolving label store in ``ctx.stores`` (:attr:`irfoundry.methods.context.DataRequests.label_store`)
 LABEL_STORE = "labels"
@@ -223,29 +224,3 @@ class LightningStepContext:
         for name, value in self.epoch_means.means().items():
             self._module.log(name, value, on_step=False, on_epoch=True, sync_dist=True)
 
-
-class EpochMeans:
-    """Batch-size-weighted running means of logged training values over one epoch (on the values' device,
-    no synchronisation per step)."""
-
-    def __init__(self) -> None:
-        self._sums: dict[str, list[Tensor]] = {}
-
-    def reset(self) -> None:
-        self._sums = {}
-
-    def add(self, name: str, value, weight: int) -> None:
-        v = value.detach().double() if isinstance(value, Tensor) else torch.tensor(float(value), dtype=torch.float64)
-        total = self._sums.setdefault(name, [torch.zeros((), dtype=torch.float64, device=v.device),
-                                             torch.zeros((), dtype=torch.float64, device=v.device)])
-        total[0] = total[0] + v.mean() * weight
-        total[1] = total[1] + weight
-
-    def means(self) -> dict[str, Tensor]:
-        return {k: (s / w).float() for k, (s, w) in self._sums.items()}
-
-    def state_dict(self) -> dict[str, list[Tensor]]:
-        return {k: [s.cpu(), w.cpu()] for k, (s, w) in self._sums.items()}
-
-    def load_state_dict(self, state: Mapping[str, list[Tensor]]) -> None:
-        self._sums = {k: [s.clone(), w.clone()] for k, (s, w) in state.items()}

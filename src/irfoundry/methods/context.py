@@ -171,6 +171,33 @@ class BuildEnv:
     norm: Mapping[str, float] = field(default_factory=lambda: {"mean": 0.0, "std": 1.0})
 
 
+class EpochMeans:
+    """Batch-size-weighted running means of logged training values over one epoch (on the values' device,
+    no synchronisation per step)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, list[Tensor]] = {}
+
+    def reset(self) -> None:
+        self._sums = {}
+
+    def add(self, name: str, value, weight: int) -> None:
+        v = value.detach().double() if isinstance(value, Tensor) else torch.tensor(float(value), dtype=torch.float64)
+        total = self._sums.setdefault(name, [torch.zeros((), dtype=torch.float64, device=v.device),
+                                             torch.zeros((), dtype=torch.float64, device=v.device)])
+        total[0] = total[0] + v.mean() * weight
+        total[1] = total[1] + weight
+
+    def means(self) -> dict[str, Tensor]:
+        return {k: (s / w).float() for k, (s, w) in self._sums.items()}
+
+    def state_dict(self) -> dict[str, list[Tensor]]:
+        return {k: [s.cpu(), w.cpu()] for k, (s, w) in self._sums.items()}
+
+    def load_state_dict(self, state: Mapping[str, list[Tensor]]) -> None:
+        self._sums = {k: [s.clone(), w.clone()] for k, (s, w) in state.items()}
+
+
 class LocalStepContext:
     """A single-process, plain-PyTorch :class:`StepContext`: for benchmarks, tests and loops without Lightning.
 
@@ -192,7 +219,7 @@ class LocalStepContext:
         self.gradient_clip_val = gradient_clip_val
         self.stores: dict[str, Any] = {}
         self.logged: dict[str, float] = {}
-        self._sums: dict[str, list[float]] = {}
+        self.epoch_means = EpochMeans()
         #: how many times :meth:`commit_labels` was called
         self.label_commits = 0
 
@@ -239,19 +266,17 @@ class LocalStepContext:
         self.label_commits += 1
 
     def epoch_mean(self, name: str) -> float | None:
-        total = self._sums.get(name)
-        return total[0] / total[1] if total else None
+        value = self.epoch_means.means().get(name)
+        return float(value) if value is not None else None
 
     def new_epoch(self) -> None:
         """Forget this epoch's means (call between epochs of a hand-written loop)."""
-        self._sums = {}
+        self.epoch_means.reset()
 
     def log(self, name: str, value, *, on_step: bool = False, on_epoch: bool = True) -> None:
         self.logged[name] = float(value)
         if on_epoch:
-            total = self._sums.setdefault(f"{name}_epoch" if on_step else name, [0.0, 0])
-            total[0] += float(value)
-            total[1] += 1
+            self.epoch_means.add(f"{name}_epoch" if on_step else name, value, 1)
 
     def log_dict(self, values: Mapping[str, Any]) -> None:
         for k, v in values.items():
