@@ -74,9 +74,13 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
     _check_monitor(cfg.trainer.monitor, list(method.eval_branches()),
                    POINT_REPORTED if dm.val_labels == "points" else REPORTED)
     requests = method.data_requests()
+    if requests.labels is not None and requests.labels != cfg.data.labels:
+        raise ConfigError(f"method {cfg.method.name!r} trains on data.labels: {requests.labels}, the run has "
+                          f"data.labels: {cfg.data.labels}; set --set data.labels={requests.labels}"
+                          + (" and data.points=FILE" if requests.labels == "points" else ""))
     dm.request_features(requests.features)
     if requests.label_store:
-        dm.request_label_store()
+        dm.request_label_store(requests.label_init, pool=requests.train_pool)
     module = IRSTDModule(method, cfg.optim, gradient_clip_val=cfg.trainer.gradient_clip_val, run_dir=run_dir,
                          norm=dm.norm, empty_niou=cfg.trainer.empty_niou, val_labels=dm.val_labels)
     return RunParts(cfg=cfg, host=host, datamodule=dm, method=method, module=module)

@@ -84,6 +84,10 @@ class LightningStepContext:
             stores[LABEL_STORE] = dm.label_store
         return stores
 
+    @property
+    def train_pool(self):
+        return getattr(self._trainer.datamodule, "train_pool", None)
+
     def commit_labels(self) -> None:
         self._module.commit_labels()
 

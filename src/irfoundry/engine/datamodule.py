@@ -41,6 +41,7 @@ from functools import partial
 from typing import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -55,6 +56,7 @@ from irfoundry.data import (
     compute_norm_stats,
     train_val_samples,
 )
+from irfoundry.data.pool import TrainingPool
 from irfoundry.engine.config import DataConfig
 from irfoundry.engine.inference import pad_collate
 from irfoundry.engine.resume_state import ResumableLoader
@@ -75,12 +77,16 @@ class EpochSeededSampler(Sampler[int]):
     With ``num_replicas > 1`` (DDP) every process draws the same permutation, extends it by wrap-around
     to a multiple of ``num_replicas`` (so all processes run the same number of steps; at most
     ``num_replicas - 1`` images are seen twice per epoch) and takes positions ``rank, rank + W, ...``.
-    ``num_replicas=1`` yields the permutation itself.
+    ``num_replicas=1`` yields the permutation itself. With a training ``pool`` the permutation is of the
+    pool's members (an image keeps its dataset index, hence its crops' seeds, whether or not others are in).
     """
 
-    def __init__(self, dataset: IRSTDDataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(self, dataset: IRSTDDataset, seed: int, num_replicas: int = 1, rank: int = 0,
+                 pool: TrainingPool | None = None) -> None:
         _check_rank(num_replicas, rank)
         self.dataset = dataset
+        #: draw from these dataset indices only (read when the loader is built / iterated), else all
+        self.pool = pool
         self.seed = int(seed)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.epoch = 0
@@ -96,12 +102,16 @@ class EpochSeededSampler(Sampler[int]):
         self.set_epoch(epoch)
         self._skip = (int(epoch), int(n_samples)) if n_samples > 0 else None
 
+    def _indices(self) -> list[int]:
+        return self.pool.indices() if self.pool is not None else list(range(len(self.dataset)))
+
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.num_replicas)
+        return -(-len(self._indices()) // self.num_replicas)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        indices = self._indices()
+        order = [indices[i] for i in torch.randperm(len(indices), generator=g).tolist()]
         if self.num_replicas > 1:
             total = len(self) * self.num_replicas
             order = [order[i % len(order)] for i in range(total)][self.rank :: self.num_replicas]
@@ -211,7 +221,10 @@ class IRSTDDataModule(L.LightningDataModule):
         self.stores: dict = {}
         #: the evolving training labels (:meth:`request_label_store`), once :meth:`setup` ran
         self.label_store = None
+        #: the pool the training crops come from (:meth:`request_label_store` with ``pool``), else ``None``
+        self.train_pool: TrainingPool | None = None
         self._label_store_requested = False
+        self._label_init = None
 
     def _check_val_masks(self, val) -> None:
         missing = [s.id for s in val if s.mask is None]
@@ -230,13 +243,17 @@ class IRSTDDataModule(L.LightningDataModule):
             raise ConfigError(f"feature names {names} must be unique and not one of {sorted(reserved)}")
         self._feature_requests = list(requests)
 
-    def request_label_store(self) -> None:
-        """Train on a per-image label store initialised from the configured labels (see
-        :attr:`~irfoundry.methods.context.DataRequests.label_store`), built in :meth:`setup`."""
+    def request_label_store(self, init=None, pool: bool = False) -> None:
+        """Train on a per-image label store initialised from the configured labels, optionally through
+        ``init`` and from a training pool (see :class:`~irfoundry.methods.context.DataRequests`: ``label_store``,
+        ``label_init``, ``train_pool``), built in :meth:`setup`."""
         self._label_store_requested = True
+        self._label_init = init
+        if pool:
+            self.train_pool = TrainingPool([s.id for s in self.train_samples])
 
     def _build_label_store(self) -> None:
-        from irfoundry.data.io import read_image_info
+        from irfoundry.data.io import read_image, read_image_info
         from irfoundry.data.labels import StoreLabels
         from irfoundry.data.store import PerImageStore
 
@@ -244,11 +261,21 @@ class IRSTDDataModule(L.LightningDataModule):
         sizes = [tuple(read_image_info(s.image).size) for s in samples]
         store = PerImageStore([s.id for s in samples], sizes, [(1, 1)], dtype="float32", name="labels",
                               key={"labels": self.labels.describe(), "ids": [s.id for s in samples]}).allocate()
+        members = []
         for s, size in zip(samples, sizes):
-            store.write(s.id, [self.labels.load(s, size)[None]])
+            label = self.labels.load(s, size)
+            if self._label_init is not None:
+                grey = np.rint(read_image(s.image) * np.float32(255)).astype(np.uint8)
+                label, keep = self._label_init(grey, label)
+                if keep:
+                    members.append(s.id)
+            store.write(s.id, [np.asarray(label, dtype=np.float32)[None]])
         self.label_store = store
         self.train_set.labels = StoreLabels(store)
-        log.info("label store: %d training images, initialised from %s", len(samples), self.labels.describe())
+        if self.train_pool is not None and self._label_init is not None:
+            self.train_pool.set(members)
+        log.info("label store: %d training images, initialised from %s%s", len(samples), self.labels.describe(),
+                 f"; training pool {len(self.train_pool)} of them" if self.train_pool is not None else "")
 
     def setup(self, stage: str | None = None) -> None:
         if stage not in (None, "fit"):
@@ -297,7 +324,10 @@ class IRSTDDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self.replicas()
-        sampler = EpochSeededSampler(self.train_set, self.cfg.seed, num_replicas=world, rank=rank)
+        sampler = EpochSeededSampler(self.train_set, self.cfg.seed, num_replicas=world, rank=rank, pool=self.train_pool)
+        if len(sampler) == 0:
+            raise DataError("the training pool is empty: no training image to draw crops from (with PAL: no image "
+                            "got its initial contour masks; check the clicks)")
         return ResumableLoader(
             self.train_set,
             batch_size=self.batch_size,

@@ -95,13 +95,13 @@ class IRSTDModule(L.LightningModule):
         self._labels_version: str | None = None
         self._saved_labels_version: str | None = None
         self._label_commits = 0
+        self._labels_restored = False
         #: every process's state from the checkpoint being resumed, applied in on_train_start
         self._restored_process_state: list | None = None
 
     # ----------------------------------------------------------------------------------------- train
     def on_train_start(self) -> None:
-        if self._labels_version is not None:  # a resumed run: the evolved labels its state trained on
-            self.trainer.datamodule.label_store.load(self._labels_dir() / self._labels_version)
+        self._restore_labels()
         restored, self._restored_process_state = self._restored_process_state, None
         if self.trainer.fit_loop.restarted_mid_epoch:
             # Lightning continues the cut epoch without its epoch-start hooks: begin it again here (the
@@ -217,6 +217,9 @@ class IRSTDModule(L.LightningModule):
         version = f"{self._label_commits:04d}-epoch{self.current_epoch:04d}"
         if self.trainer.is_global_zero:
             store.save(self._labels_dir() / version)
+            pool = getattr(self.trainer.datamodule, "train_pool", None)
+            if pool is not None:
+                pool.save(self._labels_dir() / version)
         self.trainer.strategy.barrier("irfoundry.commit_labels")
         self._labels_version = version
         self._prune_labels()
@@ -230,6 +233,17 @@ class IRSTDModule(L.LightningModule):
         for old in folder.iterdir():
             if old.is_dir() and old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def _restore_labels(self) -> None:
+        """A resumed run: load the label snapshot (and training pool) its state trained on, once."""
+        if self._labels_version is None or self._labels_restored:
+            return
+        dm = self.trainer.datamodule
+        folder = self._labels_dir() / self._labels_version
+        dm.label_store.load(folder)
+        if getattr(dm, "train_pool", None) is not None:
+            dm.train_pool.load(folder)
+        self._labels_restored = True
 
     def on_resume_state_saved(self) -> None:
         """Called by :class:`~irfoundry.engine.resume_state.ResumeState` once the state is on disk."""
@@ -248,6 +262,11 @@ class IRSTDModule(L.LightningModule):
         labels = checkpoint.get(LABELS_STATE) or {}
         self._labels_version = self._saved_labels_version = labels.get("version")
         self._label_commits = int(labels.get("commits", 0))
+        self._labels_restored = False
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is not None and getattr(dm, "label_store", None) is not None:
+            # now, not in on_train_start: the training loader (a pool's length) is built before that
+            self._restore_labels()
         # applied in on_train_start, after everything that might still draw random numbers while restoring
         self._restored_process_state = checkpoint.get(PROCESS_STATE)
 

@@ -243,6 +243,8 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
             limit_val_batches=None if dm.has_val else 0,
             # the datamodule shards by rank itself: Lightning's DistributedSampler would repeat validation images
             use_distributed_sampler=False,
+            # a training pool changes between epochs: its loader (and the epoch's length) is rebuilt every epoch
+            reload_dataloaders_every_n_epochs=1 if dm.train_pool is not None else 0,
             callbacks=[weights_cb, resume_cb] + ([] if bar else [EpochLog()]),
             logger=loggers,
             default_root_dir=run_dir,
@@ -273,6 +275,8 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
         with warnings.catch_warnings():
             # val/* come from torchmetrics' own cross-process sync: Lightning's advice to add sync_dist is moot
             warnings.filterwarnings("ignore", r"It is recommended to use `self.log\('val", PossibleUserWarning)
+            # Lightning 2.6's own use of a deprecated torch API, repeated at every loader reload (training pool)
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             if resume is not None:  # continued_metrics_log keeps what this warns about
                 warnings.filterwarnings("ignore", r"Experiment logs directory .* exists and is not empty")
             with continued_metrics_log(run_dir, resuming=resume is not None and leader):

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
+from irfoundry.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class FeatureRequest:
@@ -50,11 +52,28 @@ class DataRequests:
             of ``train_full``; the method rewrites maps with ``store.write(id, [map])`` and then calls
             :meth:`StepContext.commit_labels`, which snapshots the store in the run folder (``RUN/labels/``)
             and makes it part of the resume state.
+        label_init: with ``label_store``: ``init(image, label) -> (label, in_pool)`` turns each training image's
+            configured label (e.g. its click map, ``float32 H x W``) into its initial label, given the image as
+            ``uint8 H x W`` grey; ``in_pool`` says whether it starts in the training pool (run once per process
+            when the store is built).
+        train_pool: draw the training crops from a pool of the training images only
+            (:class:`~irfoundry.data.pool.TrainingPool`, ``ctx.train_pool``): all of them, or those ``label_init``
+            put in; the method lets more in between epochs and commits its labels, which saves the pool with
+            them. Each epoch is then one pass over the pool (the loader is rebuilt every epoch).
+        labels: the label source the method needs (``"points"``: it trains on clicks); the run is refused
+            before anything is written when ``data.labels`` differs.
     """
 
     features: Sequence[FeatureRequest] = ()
     loaders: Sequence[str] = ()
     label_store: bool = False
+    label_init: Callable[[Any, Any], tuple[Any, bool]] | None = None
+    train_pool: bool = False
+    labels: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.label_init is not None or self.train_pool) and not self.label_store:
+            raise ConfigError("DataRequests: label_init and train_pool come with the label store (label_store=True)")
 
 
 LOADER_NAMES = ("train_full", "val_crops")
@@ -88,6 +107,11 @@ class StepContext(Protocol):
     def stores(self) -> Mapping[str, Any]:
         """The run's per-image stores by name (the feature caches of :attr:`DataRequests.features`, and
         ``"labels"`` with :attr:`DataRequests.label_store`)."""
+        ...
+
+    @property
+    def train_pool(self) -> Any:
+        """The :class:`~irfoundry.data.pool.TrainingPool` of :attr:`DataRequests.train_pool` (``None`` without)."""
         ...
 
     def commit_labels(self) -> None:
@@ -218,6 +242,8 @@ class LocalStepContext:
         self.world_size, self.rank, self.run_dir = 1, 0, None
         self.gradient_clip_val = gradient_clip_val
         self.stores: dict[str, Any] = {}
+        #: a :class:`~irfoundry.data.pool.TrainingPool` the caller sets, if the method uses one
+        self.train_pool: Any = None
         self.logged: dict[str, float] = {}
         self.epoch_means = EpochMeans()
         #: how many times :meth:`commit_labels` was called

@@ -74,7 +74,7 @@ class LESPS(Method):
         self.updates = 0
 
     def data_requests(self) -> DataRequests:
-        return DataRequests(loaders=["train_full"], label_store=True)
+        return DataRequests(loaders=["train_full"], label_store=True, labels="points")
 
     def training_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         out = self.host(batch["image"])
