@@ -12,6 +12,7 @@ from irfoundry.errors import ConfigError
 from irfoundry.methods import list_methods
 from irfoundry.methods.fdep import FDEPOptions
 from irfoundry.methods.lesps import LESPSOptions
+from irfoundry.methods.pal import PALOptions
 from irfoundry.models import list_models
 
 SHIPPED_HOSTS = {"acm", "alcnet", "alclnet", "dnanet", "mlclnet", "mshnet", "uiunet"}
@@ -22,19 +23,27 @@ def test_families_cover_every_host_and_dataset():
     assert {"sirst427", "nuaa", "nudt"} <= set(group_names("data"))
     assert set(list_models()) <= set(group_names("model")), "every registered model is a model group"
     names = set(run_names())
-    for family in ("basicirstd", "cpu", "fdep"):
+    for family in ("basicirstd", "cpu", "fdep", "lesps", "pal"):
         assert {f"{family}/{h}_{d}" for h in SHIPPED_HOSTS for d in ("sirst427", "nuaa", "nudt")} <= names
 
 
 @pytest.mark.parametrize("name", [n for n in run_names() if n.split("/")[1].rsplit("_", 1)[0] in SHIPPED_HOSTS])
 def test_named_run_parses_and_keeps_its_protocol(name):
     family, rest = name.split("/")
-    if family == "lesps":  # point supervision: the clicks are the user's file
+    if family in ("lesps", "pal"):  # point supervision: the clicks are the user's file
         with pytest.raises(ConfigError, match="irfoundry data points"):
             load_config(name)
         cfg = load_config(name, ["data.points=clicks.json"])
-        assert cfg.data.labels == "points" and isinstance(cfg.method.options, LESPSOptions)
-        assert (cfg.method.options.t_loss, cfg.method.options.update_every, cfg.method.options.tb) == (10.0, 5, 0.5)
+        assert cfg.data.labels == "points"
+        if family == "lesps":
+            assert isinstance(cfg.method.options, LESPSOptions)
+            assert (cfg.method.options.t_loss, cfg.method.options.update_every, cfg.method.options.tb) == (10.0, 5, 0.5)
+        else:  # PAL's released optimiser and schedule, BasicIRSTD's crops and budget
+            o = cfg.method.options
+            assert isinstance(o, PALOptions) and (o.warmup_fraction, o.final_fraction, o.update_every) == (0.2, 0.8, 5)
+            assert (o.decay, o.lose_ratio_init, o.alarm_ratio, o.edge_weight, o.keep_fraction) == (0.97, 0.2, 5.0, 4.0, 0.5)
+            assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.scheduler) == ("adamw", 1e-3, "none")
+            assert (cfg.trainer.batch_size, cfg.data.crop_size, cfg.trainer.max_epochs) == (16, 256, 400)
     else:
         cfg = load_config(name)
     assert cfg.model.name in list_models() and cfg.method.name in list_methods()

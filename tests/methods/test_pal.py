@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from irfoundry.data.dataset import DatasetSpec
@@ -125,6 +126,22 @@ def test_the_released_loss_weighs_every_pixel_by_four():
     assert torch.allclose(ohem_edge_bce_loss(logits, target, reference_quirk=True), 4 * hard.mean())
 
 
+def test_pal_trains_on_the_label_above_one_half_as_the_released_dataset_reads_it():
+    from types import SimpleNamespace
+
+    from irfoundry.models import create_model
+
+    host = create_model("unet_tiny", base=4)
+    image = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    soft = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    pal = PAL(host, SimpleNamespace(options=PALOptions(), loss=None))
+    loss, _ = pal.training_loss({"image": image, "target": soft})
+    binary, _ = pal.training_loss({"image": image, "target": (soft > 0.5).float()})
+    assert torch.equal(loss, binary)
+    pal.opts = PALOptions(binary_targets=False)
+    assert not torch.equal(pal.training_loss({"image": image, "target": soft})[0], binary)
+
+
 class _Cut(Exception):
     pass
 
@@ -197,3 +214,60 @@ def test_pal_refuses_full_masks_before_writing(tiny_synth, tmp_path):
     with pytest.raises(ConfigError, match="data.labels=points"):
         train(from_dict(cfg))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_two_process_update_and_pool_equal_one_process_on_the_same_weights(tiny_synth, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from irfoundry.data.dataset import load_norm_stats
+    from irfoundry.data.io import read_image
+    from irfoundry.data.points import points_to_mask
+    from irfoundry.engine.inference import Predictor
+    from irfoundry.models import create_model
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available in this build")
+    samples = DatasetSpec.parse(f"{tiny_synth}:train").resolve()
+    table, _ = derive_point_table(DatasetSpec.parse(str(tiny_synth)).resolve(), "centroid")
+    points = write_points(table, tmp_path / "points.json")
+    cfg = _config(tiny_synth, points, tmp_path / "runs", "ddp", method="pal_record_test", batch_size=2)
+    cfg["trainer"]["max_epochs"] = 2  # one update, before epoch 1: evolution of the pool and mining
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
+    # every process Lightning starts imports the recording method (sitecustomize runs at interpreter start)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+                                                        "import pal_record_method\n")
+    launcher = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "IRFOUNDRY_RUN_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in launcher}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", IRFOUNDRY_TEST_RECORD=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "irfoundry", "train", str(tmp_path / "ddp.yaml"), "--set",
+                           "trainer.strategy=ddp", "--set", "trainer.devices=2", "--set", "trainer.accelerator=cpu"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = tmp_path / "runs" / "ddp"
+    labels, pool = _snapshot(run)
+    record = torch.load(tmp_path / "host_update0.pt", weights_only=True)
+    host = create_model("unet_tiny", base=4)
+    host.load_state_dict(record["state"])
+    predictor = Predictor(host.eval(), norm=load_norm_stats(run / "norm.json"))
+    expect_pool, n_easy = [], 0
+    for s in samples:
+        image = read_image(s.image)
+        clicks = points_to_mask(table[s.id], image.shape).astype(np.float32)
+        init, easy = contour_mask(np.rint(image * np.float32(255)).astype(np.uint8), clicks)
+        prob = predictor.predict(image)
+        n_easy += easy
+        if easy:
+            expect, joined = pal_update(prob, init), True
+        elif mining_accepts(clicks, prob > 0.5, lose_ratio=record["lose_ratio"]):
+            expect, joined = mined_mask(clicks, prob > 0.5), True
+        else:
+            expect, joined = init, False
+        np.testing.assert_allclose(labels[s.id], expect, rtol=0, atol=1e-6, err_msg=s.id)
+        if joined:
+            expect_pool.append(s.id)
+    assert sorted(pool) == sorted(expect_pool) and len(pool) > n_easy  # mined images of both shards joined

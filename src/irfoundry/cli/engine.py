@@ -32,12 +32,14 @@ CONFIGS_EPILOG = """examples:
 EVAL_EPILOG = """examples:
   irfoundry eval --checkpoint runs/acm_sirst --data ../shared/data/sirst --split test --out eval/acm
   irfoundry eval --checkpoint acm.safetensors --data ../shared/data/nudt_sirst:test
+  irfoundry eval --checkpoint runs/acm_mix --data ../shared/data/sirst:test --data ../shared/data/nudt_sirst:50_50/test
   irfoundry eval --checkpoint runs/acm_sirst --data ../shared/data/sirst --out eval/acm \
       --thresholds 0.05:0.95:0.05 --report
 
 Writes OUT/metrics.json: iou, niou, pd, fa (fractions; fa x 1e6 is the usual printed value),
 target_precision, target_f1 at --threshold, hse (percent, with hse_detail), threshold, dataset, split and
-image count. HSE uses --thresholds, else 0.05..0.95 step 0.05. Images are evaluated at native resolution.
+image count; with several --data the metrics of their union and, under sets, of each (a mixed run's test
+sets: a union is scored over all its images, not averaged over sets). HSE uses --thresholds, else 0.05..0.95 step 0.05. Images are evaluated at native resolution.
 --thresholds also writes OUT/curves.csv (one row per threshold) and the plots iou_niou_vs_threshold.png,
 pd_vs_fa.png, roc.png; --report writes OUT/report.html (one self-contained page).
 """
@@ -99,7 +101,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split", description="Evaluate a checkpoint.",
                        epilog=EVAL_EPILOG, formatter_class=RAW)
     p.add_argument("--checkpoint", required=True, help=".safetensors file or run folder (uses best, else last)")
-    p.add_argument("--data", required=True, help="dataset folder, or PATH:SPLIT")
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset folder, or PATH:SPLIT; repeat it for several test sets (their union and each one)")
     p.add_argument("--split", default=None, help="split name or split file (default: test)")
     p.add_argument("--out", default=None, help="folder for metrics.json (default: print only)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
@@ -220,8 +223,14 @@ def _print_metrics(result: dict, args: argparse.Namespace) -> None:
     full record is OUT/metrics.json)."""
     from irfoundry.engine.scoring import format_metrics, summary_view
 
-    print(json_dumps(summary_view(result)) if args.json else f"{result['dataset']}:{result['split']}: "
-          + format_metrics(result))
+    if args.json:
+        print(json_dumps(summary_view(result)))
+    elif "sets" in result:  # several sets: their union, then each
+        print("union of " + " + ".join(result["sets"]) + ": " + format_metrics(result))
+        for name, metrics in result["sets"].items():
+            print(f"{name}: " + format_metrics(metrics))
+    else:
+        print(f"{result['dataset']}:{result['split']}: " + format_metrics(result))
     if args.out is not None:
         files = ["metrics.json", "per_image.csv"]
         files += ["curves.csv", "iou_niou_vs_threshold.png", "pd_vs_fa.png", "roc.png"] if args.thresholds else []
@@ -238,7 +247,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from irfoundry.threads import use_threads
 
     use_threads(args.threads)
-    result = evaluate(args.checkpoint, args.data, split=_default_split(args), out=args.out,
+    data = args.data[0] if len(args.data) == 1 else args.data
+    # --split fills in the split of every PATH that names none (PATH:SPLIT keeps its own)
+    result = evaluate(args.checkpoint, data, split=args.split or "test", out=args.out,
                       threshold=args.threshold, thresholds=args.thresholds, report=args.report,
                       empty_niou=args.empty_niou, norm=args.norm)
     _print_metrics(result, args)

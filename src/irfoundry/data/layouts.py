@@ -53,11 +53,14 @@ class Sample:
         id: sample id as written in the split file (no extension).
         image: path of the image file.
         mask: path of the mask file, or ``None`` for unlabelled data (``resolve(require_masks=False)``).
+        dataset: the dataset it comes from in a run that mixes several (:mod:`irfoundry.data.mix`; its id is
+            then ``dataset/id``), else ``None``.
     """
 
     id: str
     image: Path
     mask: Path | None
+    dataset: str | None = None
 
 
 @dataclass

@@ -47,7 +47,9 @@ class DataConfig:
     #: what the run trains on: ``mask`` (the ground-truth masks) or ``points`` (one click per target from
     #: ``data.points``; the clicked pixels are the initial target, masks are not read for training)
     labels: Literal["mask", "points"] = "mask"
-    #: point labels (CSV or JSON of image id, x, y; :mod:`irfoundry.data.point_files`) for ``labels: points``
+    #: point labels (CSV or JSON of image id, x, y; :mod:`irfoundry.data.point_files`) for ``labels: points``, or
+    #: ``derive:centroid`` / ``derive:coarse[:SEED]``: derived from the train and val masks at start (the
+    #: simulated clicks of the papers, exactly what ``irfoundry data points`` writes)
     points: str | None = None
     #: what validation (and so the ``best`` checkpoint) scores: ``mask`` (ground-truth masks), ``points``
     #: (the clicks of ``data.points`` for the val images: :mod:`irfoundry.metrics.points`, no mask read) or
@@ -63,22 +65,36 @@ class DataConfig:
     pad_mode: Literal["zero", "reflect"] = "zero"
     num_workers: int = 0
     seed: int = 0
+    #: train on several datasets at once instead of ``root``: a list of ``{root, name, train_split, val_split,
+    #: test_split, points}`` (:mod:`irfoundry.data.mix`; ids become ``name/id``, every test set is reported)
+    mix: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.mix:
+            from irfoundry.data.mix import mix_entries
+
+            if self.root:
+                raise ConfigError(f"data.root = {self.root!r} and data.mix are both given; a mixed run names its "
+                                  "datasets in data.mix only")
+            self.mix = [dataclasses.asdict(e) for e in mix_entries(self.mix)]
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.crop_size <= 0:
             raise ConfigError(f"data.crop_size must be a positive number, got {self.crop_size!r}")
         if not 0.0 <= self.target_crop_prob <= 1.0:
             raise ConfigError(f"data.target_crop_prob must be a probability in [0, 1], got {self.target_crop_prob!r}")
-        if self.labels == "points" and not self.points:
+        per_dataset = [e["points"] for e in self.mix if e["points"]]
+        if per_dataset and (self.points or len(per_dataset) < len(self.mix)):
+            raise ConfigError("data.mix: give every entry its points file, or none of them and data.points")
+        clicks = bool(self.points or per_dataset)
+        if self.labels == "points" and not clicks:
             raise ConfigError("data.labels = 'points' needs data.points: the file of clicks (image id, x, y); "
-                              "make one with 'irfoundry data points DATASET --out FILE'")
-        if self.val_labels == "points" and not self.points:
+                              "make one with 'irfoundry data points DATASET --out FILE' (or derive:centroid)")
+        if self.val_labels == "points" and not clicks:
             raise ConfigError("data.val_labels = 'points' needs data.points: the clicks of the validation images")
-        if self.labels == "mask" and self.points:
-            raise ConfigError(f"data.points = {self.points!r} is given but data.labels = 'mask'; set data.labels: "
-                              "points to train on the clicks, or remove data.points")
+        if self.labels == "mask" and clicks:
+            raise ConfigError(f"data.points = {self.points or per_dataset[0]!r} is given but data.labels = 'mask'; set "
+                              "data.labels: points to train on the clicks, or remove data.points")
 
 
 @dataclass

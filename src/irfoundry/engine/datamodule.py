@@ -56,6 +56,7 @@ from irfoundry.data import (
     compute_norm_stats,
     train_val_samples,
 )
+from irfoundry.data.mix import mix_entries, mixed_train_val
 from irfoundry.data.pool import TrainingPool
 from irfoundry.engine.config import DataConfig
 from irfoundry.engine.inference import pad_collate
@@ -182,20 +183,32 @@ class IRSTDDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.multiple, self.padding = int(multiple), padding
-        self.labels = MaskLabels() if cfg.labels == "mask" else PointLabels(cfg.points)
-        train, val, source = train_val_samples(
-            DatasetSpec(cfg.root, cfg.train_split),
-            val_fraction=cfg.val_fraction,
-            seed=cfg.seed,
-            val_split=cfg.val_split or "val",
-            require_masks=self.labels.ground_truth,
-        )
+        derived = derived_points_kind(cfg.points)
+        require_masks = cfg.labels == "mask" or derived is not None
+        if cfg.mix:
+            entries = mix_entries(cfg.mix)
+            train, val, source = mixed_train_val(entries, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                                 require_masks=require_masks)
+        else:
+            entries = []
+            train, val, source = train_val_samples(DatasetSpec(cfg.root, cfg.train_split), val_fraction=cfg.val_fraction,
+                                                   seed=cfg.seed, val_split=cfg.val_split or "val",
+                                                   require_masks=require_masks)
+        clicks = None
+        if derived:
+            clicks = derive_point_labels([*train, *val], *derived)
+        elif cfg.points:
+            clicks = PointLabels(cfg.points)
+        elif any(e.points for e in entries):  # each dataset's own file, its ids tagged as the samples are
+            clicks = PointLabels({f"{e.name}/{k}": v for e in entries for k, v in PointLabels(e.points).points.items()},
+                                 source=", ".join(e.points for e in entries))
+        self.labels = MaskLabels() if cfg.labels == "mask" else clicks
         self.labels.check(train)
         #: what validation scores: ``mask`` or ``points`` (``data.val_labels``, ``auto`` resolved)
         self.val_labels = cfg.val_labels if cfg.val_labels != "auto" else cfg.labels
         val_clicks = None
         if val and self.val_labels == "points":
-            val_clicks = self.labels if isinstance(self.labels, PointLabels) else PointLabels(cfg.points)
+            val_clicks = clicks
             val_clicks.check(val)
         elif val:
             self._check_val_masks(val)
@@ -304,7 +317,7 @@ class IRSTDDataModule(L.LightningDataModule):
 
     def summary(self) -> dict:
         return {
-            "root": str(self.cfg.root),
+            "root": str(self.cfg.root) if not self.cfg.mix else [e["root"] for e in self.cfg.mix],
             "train_split": self.cfg.train_split,
             "n_train": len(self.train_samples),
             "n_val": len(self.val_samples),
@@ -376,6 +389,27 @@ class IRSTDDataModule(L.LightningDataModule):
             return DataLoader(crops, batch_size=self.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
                               collate_fn=collate, drop_last=len(sampler) > self.batch_size, generator=_own_generator())
         raise ConfigError(f"unknown loader {name!r}; the engine offers {', '.join(LOADER_NAMES)}")
+
+
+def derived_points_kind(points: str | None) -> tuple[str, int] | None:
+    """``(kind, seed)`` of ``data.points: derive:centroid`` / ``derive:coarse[:SEED]``, else ``None`` (a file)."""
+    if not points or not points.startswith("derive:"):
+        return None
+    parts = points.split(":")
+    ok = len(parts) in (2, 3) and parts[1] in ("centroid", "coarse") and (len(parts) == 2 or parts[2].isdigit())
+    if not ok or (parts[1] == "centroid" and len(parts) == 3):
+        raise ConfigError(f"data.points = {points!r}: write derive:centroid or derive:coarse[:SEED] (or a file's path)")
+    return parts[1], int(parts[2]) if len(parts) == 3 else 0
+
+
+def derive_point_labels(samples, kind: str, seed: int) -> PointLabels:
+    """Clicks derived from the masks of ``samples`` as ``irfoundry data points`` derives them (LESPS' rules,
+    per-image seeded draws): the simulated point supervision of the field's papers, without a file."""
+    from irfoundry.data.point_files import derive_point_table
+
+    table, counts = derive_point_table(samples, kind, seed)
+    log.info("derived %s clicks from the masks: %d targets in %d images", kind, counts["targets"], counts["images"])
+    return PointLabels(table, source=f"derive:{kind}" + (f":{seed}" if kind == "coarse" else ""))
 
 
 def _own_generator() -> torch.Generator:

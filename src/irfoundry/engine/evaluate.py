@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from irfoundry.data.layouts import DatasetSpec
 from irfoundry.engine.datamodule import eval_loader
 from irfoundry.engine.inference import Predictor, crop
 from irfoundry.engine.scoring import resolve_split, score_maps, write_outputs
@@ -41,9 +42,9 @@ class _ProbSpool:
         return np.load(self.folder / f"{index:07d}.npy", allow_pickle=False)
 
 
-def _checkpoint_maps(predictor: Predictor, loader, spool: _ProbSpool | None) -> Iterator[tuple]:
-    """``(id, prob float32 H x W, gt bool H x W)`` per image, cropped back to its native size; a log line
-    about every tenth of the split (images done, time, ETA)."""
+def _checkpoint_maps(predictor: Predictor, loader, spool: _ProbSpool | None, prefix: str = "") -> Iterator[tuple]:
+    """``(prefix + id, prob float32 H x W, gt bool H x W)`` per image, cropped back to its native size; a log
+    line about every tenth of the split (images done, time, ETA)."""
     total, done, t0 = len(loader.dataset), 0, time.perf_counter()
     step = max(1, total // 10)
     for batch in loader:
@@ -56,7 +57,7 @@ def _checkpoint_maps(predictor: Predictor, loader, spool: _ProbSpool | None) -> 
             gt = crop(batch["mask"][i, 0], batch["box"][i]).numpy() > 0.5
             if spool is not None:
                 spool.put(prob)
-            yield batch["id"][i], prob, gt
+            yield prefix + batch["id"][i], prob, gt
 
 
 def _report_records(dataset, ids: Sequence[str], spool: _ProbSpool) -> Iterator:
@@ -68,9 +69,19 @@ def _report_records(dataset, ids: Sequence[str], spool: _ProbSpool) -> Iterator:
 
 
 @torch.no_grad()
+def set_names(specs: Sequence[DatasetSpec]) -> list[str]:
+    """Names of evaluated sets: the folder's name, with the split when two sets share a folder name."""
+    names = [spec.root.name for spec in specs]
+    if len(set(names)) < len(names):
+        names = [f"{spec.root.name}:{spec.split}" for spec in specs]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"the evaluated sets {[str(x) for x in specs]} repeat; give each once")
+    return names
+
+
 def evaluate(
     checkpoint: str | Path,
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     split: str | None = "test",
     out: str | Path | None = None,
     threshold: float = 0.5,
@@ -80,6 +91,7 @@ def evaluate(
     report: bool = False,
     empty_niou: float = 0.0,
     norm: str | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict:
     """Score ``checkpoint`` (file or run folder) on ``data`` (``PATH`` or ``PATH:SPLIT``).
 
@@ -88,7 +100,9 @@ def evaluate(
 
     Args:
         checkpoint: ``.safetensors`` file or run folder (best, else last).
-        data: dataset folder or ``PATH:SPLIT``; ``split`` fills in a missing split.
+        data: dataset folder or ``PATH:SPLIT``; ``split`` fills in a missing split. Several of them (a mixed
+            run's test sets): the metrics are those of their union, and ``sets`` holds each set's own, named
+            by ``names`` (default :func:`set_names`); image ids become ``NAME/id``.
         out: folder for ``metrics.json`` (and ``curves.csv``, plots, ``report.html``); ``None``: nothing
             is written.
         threshold: probability threshold of the scalar metrics (foreground iff ``p > threshold``).
@@ -110,23 +124,34 @@ def evaluate(
         ``hse_definition``, ``hse_detail``, ``thresholds``, ``threshold``, ``n_images``, ``definition``,
         dataset, split, checkpoint, model and seconds.
     """
-    spec = resolve_split(data, split)
+    several = not isinstance(data, (str, Path))
+    specs = [resolve_split(d, split) for d in (data if several else [data])]
+    if not specs:
+        raise ConfigError("no dataset to evaluate on")
+    names = list(names) if names is not None else set_names(specs)
+    if several and len(names) != len(specs):
+        raise ConfigError(f"{len(names)} names for {len(specs)} evaluated sets")
     if report and out is None:
         raise ConfigError("--report writes OUT/report.html; give an output folder with --out")
+    if report and several:
+        raise ConfigError("--report shows one set; evaluate the sets one at a time for their reports")
     predictor, meta = Predictor.from_checkpoint(checkpoint, device=device, norm=norm)
-    loader = eval_loader(spec, meta["norm"], batch_size=batch_size, multiple=predictor.multiple,
-                         padding=predictor.padding)
+    loaders = [eval_loader(spec, meta["norm"], batch_size=batch_size, multiple=predictor.multiple,
+                           padding=predictor.padding) for spec in specs]
     t0 = time.perf_counter()
     spool_dir = tempfile.TemporaryDirectory(dir=_mkdir(out), prefix=".prob-spool-") if report else nullcontext()
     with spool_dir as tmp:
         spool = _ProbSpool(Path(tmp)) if report else None
-        scores = score_maps(_checkpoint_maps(predictor, loader, spool), threshold=threshold,
-                            thresholds=thresholds, settings=MetricSettings(empty_niou=empty_niou))
+        maps = (item for name, loader in zip(names, loaders)
+                for item in _checkpoint_maps(predictor, loader, spool, f"{name}/" if several else ""))
+        scores = score_maps(maps, threshold=threshold, thresholds=thresholds,
+                            settings=MetricSettings(empty_niou=empty_niou),
+                            group_of=(lambda sid: sid.split("/", 1)[0]) if several else None)
         result = {
             **scores.metrics,
             "padding": predictor.padding,
-            "dataset": str(spec.root),
-            "split": spec.split,
+            "dataset": [str(x.root) for x in specs] if several else str(specs[0].root),
+            "split": [x.split for x in specs] if several else specs[0].split,
             "checkpoint": meta["file"],
             "model": meta.get("model_name"),
             "torch_threads": torch.get_num_threads(),
@@ -135,8 +160,8 @@ def evaluate(
         if meta.get("norm_source"):
             result["norm_source"] = meta["norm_source"]
         if out is not None:
-            records = (lambda: _report_records(loader.dataset, scores.ids, spool)) if report else None
-            title = f"{meta.get('model_name') or Path(meta['file']).stem} on {spec}"
+            records = (lambda: _report_records(loaders[0].dataset, scores.ids, spool)) if report else None
+            title = f"{meta.get('model_name') or Path(meta['file']).stem} on {' + '.join(map(str, specs))}"
             write_outputs(out, result, scores, report_images=records, title=title)
     return result
 

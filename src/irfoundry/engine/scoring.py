@@ -194,6 +194,7 @@ def score_maps(
     threshold: float = 0.5,
     thresholds: str | Sequence[float] | None = None,
     settings: MetricSettings | None = None,
+    group_of: Callable[[str], str] | None = None,
 ) -> Scores:
     """Score probability maps against masks in one pass.
 
@@ -206,6 +207,8 @@ def score_maps(
             :func:`parse_thresholds`); ``None`` uses :data:`DEFAULT_HSE_THRESHOLDS`, so ``hse`` is always
             present, but ``Scores.requested`` is then ``False`` (no ``curves.csv`` / plots).
         settings: metric choices (default: DNANet greedy matching, 8-connectivity, distance 3).
+        group_of: the set an image id belongs to: the metrics then also hold ``sets`` = ``{set: metrics}``,
+            each computed from that set's images alone (the top level is the union of all of them).
 
     Returns:
         :class:`Scores` whose ``metrics`` holds ``iou``, ``niou``, ``pd``, ``fa`` (fraction; x 1e6 for the
@@ -227,10 +230,10 @@ def score_maps(
     grid = np.asarray(parse_thresholds(thresholds) if requested else DEFAULT_HSE_THRESHOLDS, dtype=np.float64)
     sweep = np.union1d(grid, [t_eval])  # sorted, unique
     at_eval = int(np.searchsorted(sweep, t_eval))
-    at_grid = np.searchsorted(sweep, grid)
     total = Counters.zeros(sweep.size)
     ids: list[str] = []
     per_image: list[dict[str, Any]] = []
+    sets: dict[str, tuple[Counters, list[dict[str, Any]]]] = {}
     for sample_id, prob, gt in items:
         try:
             c = image_counts(prob, gt, sweep, settings=s)
@@ -239,14 +242,28 @@ def score_maps(
         total.add_image(c, empty_niou=s.empty_niou)
         ids.append(str(sample_id))
         per_image.append(_image_row(str(sample_id), c, at_eval))
+        if group_of is not None:
+            part = sets.setdefault(group_of(str(sample_id)), (Counters.zeros(sweep.size), []))
+            part[0].add_image(c, empty_niou=s.empty_niou)
+            part[1].append(per_image[-1])
     if not ids:
         raise DataError("nothing to score: the split resolved to no images.")
+    metrics, curves = _metrics_of(total, per_image, sweep, grid, t_eval, s)
+    if group_of is not None:
+        metrics["sets"] = {name: _metrics_of(t, rows, sweep, grid, t_eval, s)[0] for name, (t, rows) in sets.items()}
+    return Scores(metrics=metrics, curves=curves, requested=requested, ids=ids, per_image=per_image)
+
+
+def _metrics_of(total: Counters, per_image: list[dict[str, Any]], sweep: np.ndarray, grid: np.ndarray, t_eval: float,
+                s: MetricSettings) -> tuple[dict[str, Any], dict]:
+    """The metrics dict of :func:`score_maps` (and the curves) from summed counters of ``per_image``'s images."""
+    at_eval = int(np.searchsorted(sweep, t_eval))
     point = summarize(_select(total, [at_eval]), sweep[[at_eval]], settings=s)
-    curves = summarize(_select(total, at_grid), grid, settings=s)
+    curves = summarize(_select(total, np.searchsorted(sweep, grid)), grid, settings=s)
     h = hse(curves)
     metrics: dict[str, Any] = {k: float(point[k][0]) for k in REPORTED}
     metrics["hse"] = float(h["hse"])
-    undefined = _undefined(metrics, total, at_eval, len(ids), t_eval)
+    undefined = _undefined(metrics, total, at_eval, len(per_image), t_eval)
     metrics.update({k: None for k in undefined})
     if undefined:
         metrics["undefined"] = undefined
@@ -254,7 +271,7 @@ def score_maps(
     metrics["n_targets"] = int(total.n_gt)
     metrics["n_predicted_targets"] = int(total.n_pred[at_eval])
     metrics["images_with_false_alarm"] = int(fa_images)
-    metrics["false_alarm_image_share"] = fa_images / len(ids)
+    metrics["false_alarm_image_share"] = fa_images / len(per_image)
     metrics["niou_empty"] = float(s.empty_niou)
     metrics["hse_definition"] = HSE_DEFINITION
     metrics["hse_detail"] = {
@@ -264,9 +281,9 @@ def score_maps(
     }
     metrics["thresholds"] = [float(x) for x in grid]
     metrics["threshold"] = t_eval
-    metrics["n_images"] = len(ids)
+    metrics["n_images"] = len(per_image)
     metrics["definition"] = point["definition"]
-    return Scores(metrics=metrics, curves=curves, requested=requested, ids=ids, per_image=per_image)
+    return metrics, curves
 
 
 #: columns of ``per_image.csv`` (at the evaluation threshold)
@@ -423,7 +440,9 @@ def format_metrics(result: dict[str, Any]) -> str:
 def summary_view(result: dict[str, Any]) -> dict[str, Any]:
     """``metrics.json`` without its lists, for the report's table and the CLI's print: the HSE parts as
     ``hse_s_pix``, ``hse_s_tgt``, ``hse_fa_ref`` and the curve grid as ``hse_thresholds`` text."""
-    table = {k: v for k, v in result.items() if k not in ("hse_detail", "thresholds")}
+    table = {k: v for k, v in result.items() if k not in ("hse_detail", "thresholds", "sets")}
+    if "sets" in result:
+        table["sets"] = {name: summary_view(m) for name, m in result["sets"].items()}
     detail = result.get("hse_detail") or {}
     for k in ("s_pix", "s_tgt", "fa_ref"):
         if k in detail:

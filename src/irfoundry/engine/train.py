@@ -52,7 +52,7 @@ RUN_DIR_ENV = "IRFOUNDRY_RUN_DIR"
 
 
 def default_run_name(cfg: RunConfig) -> str:
-    data = Path(cfg.data.root).name or "data"
+    data = "+".join(e["name"] for e in cfg.data.mix) if cfg.data.mix else (Path(cfg.data.root).name or "data")
     return f"{cfg.model.name}_{data}_{cfg.method.name}_{time.strftime('%Y%m%d-%H%M%S')}"
 
 

@@ -2,8 +2,7 @@
 
 ``summarize(rows, comparisons, paired)`` groups rows by dataset x host x arm; ``entry["paired"][reference]
 [metric]`` is :func:`~irfoundry.study.stats.paired_difference` of ``arm - reference`` over the seeds both
-arms ran. Collapsed runs (no validation of the selected network predicted a target pixel: ``val_iou ==
-0``) stay in every mean -- dropping them would favour whichever arm collapses more -- and are listed so a
+arms ran. Collapsed runs (no validation of the selected network predicted a target: selection score 0) stay in every mean -- dropping them would favour whichever arm collapses more -- and are listed so a
 reader can see what drives a difference. Values are printed as the field prints them: IoU / nIoU / Pd in
 percent, Fa x 1e-6, HSE in percent.
 """
@@ -22,8 +21,10 @@ SCALE = {k: (scale, label + unit) for k, (label, scale, unit) in PRINTED.items()
 
 
 def collapsed(row: dict) -> bool:
-    """A run that never left the all-background start: its selected network predicted no target on val."""
-    return row.get("val_iou") is not None and row["val_iou"] <= 0.0
+    """A run that never left the all-background start: its selected network found no target on val (selection
+    score 0: val IoU, or click F1 for a point-supervised run; files before ``best_score`` carry ``val_iou``)."""
+    score = row.get("best_score", row.get("val_iou"))
+    return score is not None and score <= 0.0
 
 
 def summarize(rows: Sequence[dict], comparisons: Sequence[Sequence[str]], paired: Sequence[str] = ("iou", "hse"),

@@ -11,8 +11,9 @@ with; another budget is refused (``--out`` a new file), so rows of one file alwa
 
 Rows: ``dataset``, ``host``, ``arm``, ``seed``, ``run_name``, ``run_dir``, the test split and its size, the
 test metrics of the deployable network selected on validation (:data:`~irfoundry.study.spec.ROW_METRICS`,
-fractions; HSE in percent), ``best_epoch``, ``val_iou`` (the selection score) and every logged ``val``
-value, ``epoch_seconds`` (median ``train/epoch_seconds``: training batches and data loading, no
+fractions; HSE in percent), ``best_epoch``, ``monitor`` and ``best_score`` (the selection: ``val/iou``, or
+``val/point_f1`` for a point-supervised run that validates on clicks), ``val_iou`` (``None`` then), every logged
+``val`` value, ``epoch_seconds`` (median ``train/epoch_seconds``: training batches and data loading, no
 validation), ``train_seconds`` and ``resumed`` when a run was continued.
 """
 
@@ -87,11 +88,18 @@ def train_and_test(key: RunKey, cfg: RunConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = train(None, resume=run_dir) if resume else train(cfg)
     train_s = time.perf_counter() - t0
-    test = evaluate(result["run_dir"], cfg.data.root, split=cfg.data.test_split)
+    if cfg.data.mix:  # every test set and their union
+        test = evaluate(result["run_dir"], [f"{e['root']}:{e['test_split']}" for e in cfg.data.mix], split=None,
+                        names=[e["name"] for e in cfg.data.mix])
+    else:
+        test = evaluate(result["run_dir"], cfg.data.root, split=cfg.data.test_split)
     return {
-        **key.as_dict(), "run_name": cfg.trainer.run_name, "test_split": cfg.data.test_split, "n_test": test["n_images"],
+        **key.as_dict(), "run_name": cfg.trainer.run_name, "test_split": test["split"], "n_test": test["n_images"],
+        **({"sets": {name: {k: m[k] for k in (*ROW_METRICS, "n_images")} for name, m in test["sets"].items()}}
+           if "sets" in test else {}),
         **{k: None if test[k] is None else float(test[k]) for k in ROW_METRICS},
-        "best_epoch": result["best_epoch"], "val_iou": result["best_score"], "val": result["val_metrics"],
+        "best_epoch": result["best_epoch"], "monitor": result["monitor"], "best_score": result["best_score"],
+        "val_iou": (result["val_metrics"] or {}).get("val/iou"), "val": result["val_metrics"],
         "epoch_seconds": _epoch_seconds(Path(result["run_dir"])), "train_seconds": train_s,
         "run_dir": result["run_dir"], **({"resumed": True} if resume else {}),
     }
