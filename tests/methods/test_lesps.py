@@ -169,3 +169,23 @@ def test_the_first_update_waits_for_the_epoch_mean_loss_below_t_loss_or_for_t_ep
     assert method._first_update_due(ctx, 2)  # 9.5 < t_loss = 10
     method.opts = LESPSOptions(t_epoch=50)
     assert not method._first_update_due(ctx, 50) and method._first_update_due(ctx, 51)
+    method.opts = LESPSOptions(t_epoch_fraction=0.125)  # the published 50 of 400, at another budget
+    ctx.max_epochs = 40
+    assert not method._first_update_due(ctx, 5) and method._first_update_due(ctx, 6)
+
+
+def test_a_loss_trigger_met_after_the_first_epoch_is_reported(caplog):
+    from types import SimpleNamespace
+
+    from irfoundry.methods.context import LocalStepContext
+    from irfoundry.methods.lesps import LESPS, LESPSOptions
+    from irfoundry.models import create_model
+
+    method = LESPS(create_model("unet_tiny", base=4), SimpleNamespace(options=LESPSOptions(), loss=None))
+    ctx = LocalStepContext(method)
+    ctx.log_dict({"loss": torch.tensor(4.5)})  # what a host started at p = 0.01 gives: below t_loss at once
+    with caplog.at_level("WARNING"):
+        assert method._first_update_due(ctx, 1)
+    assert "untrained network" in caplog.text and "t_epoch_fraction" in caplog.text
+    with pytest.raises(Exception, match="not both"):
+        LESPSOptions(t_epoch=5, t_epoch_fraction=0.1)

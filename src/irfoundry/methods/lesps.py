@@ -19,6 +19,7 @@ Defaults are the released code's (train.py arguments and ``update_gt`` constants
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,8 @@ from irfoundry.methods.base import Batch, Method, register_method
 from irfoundry.methods.context import DataRequests, StepContext
 from irfoundry.methods.label_evolution import lesps_update
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class LESPSOptions:
@@ -41,6 +44,9 @@ class LESPSOptions:
     t_loss: float = 10.0
     #: instead of ``t_loss``: first update after this many epochs (the reference's commented ``--LESPS_Tepoch 50``)
     t_epoch: int | None = None
+    #: instead of both: first update after this share of ``trainer.max_epochs`` (rounded; 50 / 400 = 0.125 is the
+    #: published Tepoch scaled to another budget)
+    t_epoch_fraction: float | None = None
     #: then every this many epochs (``--LESPS_f``), counted 1-based as the reference does
     update_every: int = 5
     #: neighbourhood and core box sides around each region's centroid (``update_gt``: 33 and 3)
@@ -57,6 +63,10 @@ class LESPSOptions:
             raise ConfigError(f"method.options.update_every must be >= 1, got {self.update_every!r}")
         if self.t_epoch is not None and self.t_epoch < 0:
             raise ConfigError(f"method.options.t_epoch must be null or >= 0, got {self.t_epoch!r}")
+        if self.t_epoch_fraction is not None and not 0 <= self.t_epoch_fraction <= 1:
+            raise ConfigError(f"method.options.t_epoch_fraction must be null or in [0, 1], got {self.t_epoch_fraction!r}")
+        if self.t_epoch is not None and self.t_epoch_fraction is not None:
+            raise ConfigError("method.options: give t_epoch or t_epoch_fraction, not both")
         for key in ("neighbourhood", "core"):
             if getattr(self, key) < 1 or getattr(self, key) % 2 == 0:
                 raise ConfigError(f"method.options.{key} must be a positive odd box side, got {getattr(self, key)!r}")
@@ -91,10 +101,18 @@ class LESPS(Method):
             self.update_labels(ctx)
 
     def _first_update_due(self, ctx: StepContext, done: int) -> bool:
+        if self.opts.t_epoch_fraction is not None:
+            return done > round(self.opts.t_epoch_fraction * ctx.max_epochs)
         if self.opts.t_epoch is not None:
             return done > self.opts.t_epoch
         loss = ctx.epoch_mean("train/loss_epoch")
-        return loss is not None and loss < self.opts.t_loss
+        due = loss is not None and loss < self.opts.t_loss
+        if due and done == 1:
+            log.warning("LESPS: the epoch-mean loss %.3g of the first epoch is already below t_loss = %g, so the labels "
+                        "evolve from an untrained network (an output initialisation such as model.init_prob starts the "
+                        "focal loss low); t_epoch or t_epoch_fraction gives a start that does not depend on it",
+                        loss, self.opts.t_loss)
+        return due
 
     @torch.no_grad()
     def update_labels(self, ctx: StepContext) -> None:
