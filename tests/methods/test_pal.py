@@ -177,7 +177,7 @@ def _snapshot(run_dir: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 @pytest.mark.slow
 def test_pal_trains_from_a_growing_pool_and_resumes_exactly_inside_an_epoch(tiny_synth, tmp_path):
     table, _ = derive_point_table(DatasetSpec.parse(str(tiny_synth)).resolve(), "centroid")
-    points = write_points(table, tmp_path / "points.json")
+    points = "derive:centroid"  # the same clicks, derived from the train and val masks at start
     full = train(from_dict(_config(tiny_synth, points, tmp_path / "a", "full", method="pal_cut_test")))
     run = Path(full["run_dir"])
     assert full["monitor"] == "val/point_f1"
@@ -206,6 +206,11 @@ def test_pal_trains_from_a_growing_pool_and_resumes_exactly_inside_an_epoch(tiny
     assert all(torch.equal(a[k], b[k]) for k in a)
     again, pool_again = _snapshot(resumed)
     assert pool_again == pool and all(np.array_equal(labels[i], again[i]) for i in labels)
+
+    from irfoundry.cli import main
+
+    assert main(["labels", "show", str(run), "--out", str(tmp_path / "png"), "--limit", "2"]) == 0
+    assert (tmp_path / "png" / "pool.txt").read_text().split() == pool
 
 
 def test_pal_refuses_full_masks_before_writing(tiny_synth, tmp_path):

@@ -221,7 +221,7 @@ def _add_curve_flags(p: argparse.ArgumentParser) -> None:
 def _print_metrics(result: dict, args: argparse.Namespace) -> None:
     """The metrics as the field prints them (``--json``: the metrics without their curve lists as JSON; the
     full record is OUT/metrics.json)."""
-    from irfoundry.engine.scoring import format_metrics, summary_view
+    from irfoundry.engine.metrics_text import format_metrics, summary_view
 
     if args.json:
         print(json_dumps(summary_view(result)))

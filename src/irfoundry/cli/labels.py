@@ -3,12 +3,13 @@
 Reads the newest label snapshot of ``RUN/labels/`` (what the run trains on now; see
 :attr:`irfoundry.methods.context.DataRequests.label_store`) and writes, per image, ``ID_label.png`` (the
 label, 0-1 as 0-255 grey) and ``ID_overlay.png`` (the image in grey with the label in red and, when the run
-trained on clicks, the clicks in green).
+trained on clicks, the clicks in green); for a run with a training pool (PAL) also ``pool.txt``, its members.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,32 +38,48 @@ def newest_snapshot(run: Path, name: str | None = None) -> Path:
     return chosen
 
 
+def _training_images(run: Path) -> tuple[dict[str, Path], dict[str, list]]:
+    """``({id: image path}, {id: clicks})`` of the run's training images, as its datamodule resolves them (a
+    points file, ``derive:...`` clicks, a ``data.mix``)."""
+    from irfoundry.data.dataset import load_norm_stats
+    from irfoundry.data.labels import PointLabels
+    from irfoundry.engine.config import from_dict
+    from irfoundry.engine.datamodule import IRSTDDataModule
+
+    cfg = from_dict(yaml.safe_load((run / "config.yaml").read_text()) or {})
+    dm = IRSTDDataModule(cfg.data, 1, norm=load_norm_stats(run / "norm.json"))
+    clicks = dm.labels.points if isinstance(dm.labels, PointLabels) else {}
+    return {s.id: s.image for s in dm.train_samples}, clicks
+
+
 def run_show(args: argparse.Namespace) -> int:
     from irfoundry.data.io import read_image
-    from irfoundry.data.layouts import DatasetSpec
-    from irfoundry.data.point_files import read_points
+    from irfoundry.data.pool import POOL_FILE
     from irfoundry.data.store import PerImageStore
 
     run = Path(args.run)
     snap = newest_snapshot(run, args.snapshot)
     store = PerImageStore.open_saved(snap)
-    data = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("data", {})
-    images = {s.id: s.image for s in DatasetSpec(Path(data["root"]), data.get("train_split", "train"))
-              .resolve(require_masks=False)}
-    clicks = read_points(data["points"]) if data.get("labels") == "points" and data.get("points") else {}
+    images, clicks = _training_images(run)
     ids = args.ids.split(",") if args.ids else store.ids[: args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for sid in ids:
         label = store.full(sid)[0][0].numpy()
-        Image.fromarray(np.round(np.clip(label, 0, 1) * 255).astype(np.uint8)).save(out / f"{sid}_label.png")
+        name = sid.replace("/", "__")  # a mixed run's ids are dataset/id
+        Image.fromarray(np.round(np.clip(label, 0, 1) * 255).astype(np.uint8)).save(out / f"{name}_label.png")
         grey = np.round(read_image(images[sid]) * 255).astype(np.uint8) if sid in images else np.zeros_like(label, np.uint8)
         rgb = np.stack([grey] * 3, axis=-1).astype(np.float32)
         rgb[..., 0] = np.maximum(rgb[..., 0], 255 * np.clip(label, 0, 1))
         for y, x in clicks.get(sid, []):
             rgb[y, x] = (0, 255, 0)
-        Image.fromarray(rgb.astype(np.uint8)).save(out / f"{sid}_overlay.png")
-    print(f"wrote {len(ids)} labels of snapshot {snap.name} ({len(store.ids)} images) to {out}")
+        Image.fromarray(rgb.astype(np.uint8)).save(out / f"{name}_overlay.png")
+    pool = ""
+    if (snap / POOL_FILE).is_file():  # an easy-to-hard run (PAL): which images it trains on
+        members = json.loads((snap / POOL_FILE).read_text())["members"]
+        (out / "pool.txt").write_text("".join(f"{m}\n" for m in members))
+        pool = f"; training pool {len(members)} of them (pool.txt)"
+    print(f"wrote {len(ids)} labels of snapshot {snap.name} ({len(store.ids)} images{pool}) to {out}")
     return 0
 
 

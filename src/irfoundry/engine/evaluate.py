@@ -81,7 +81,7 @@ def set_names(specs: Sequence[DatasetSpec]) -> list[str]:
 
 def evaluate(
     checkpoint: str | Path,
-    data: str | Path | Sequence[str | Path],
+    data: str | Path | DatasetSpec | list[str | Path] | tuple[str | Path, ...],
     split: str | None = "test",
     out: str | Path | None = None,
     threshold: float = 0.5,
@@ -124,7 +124,7 @@ def evaluate(
         ``hse_definition``, ``hse_detail``, ``thresholds``, ``threshold``, ``n_images``, ``definition``,
         dataset, split, checkpoint, model and seconds.
     """
-    several = not isinstance(data, (str, Path))
+    several = isinstance(data, (list, tuple))
     specs = [resolve_split(d, split) for d in (data if several else [data])]
     if not specs:
         raise ConfigError("no dataset to evaluate on")

@@ -9,7 +9,7 @@ from irfoundry.errors import ConfigError
 from irfoundry.engine.config import from_dict
 from irfoundry.engine.evaluate import evaluate
 from irfoundry.engine.predict import predict
-from irfoundry.engine.scoring import format_metrics
+from irfoundry.engine.metrics_text import format_metrics
 from irfoundry.engine.train import train
 from irfoundry.jsonio import dumps as json_dumps
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from irfoundry.engine.scoring import PRINTED
+from irfoundry.engine.metrics_text import PRINTED
 from irfoundry.study.stats import mean_std, paired_difference
 
 __all__ = ["collapsed", "format_markdown", "format_table", "summarize"]
