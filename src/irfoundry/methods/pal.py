@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from irfoundry.engine.inference import crop
 from irfoundry.errors import ConfigError
@@ -154,11 +154,16 @@ class PAL(Method):
             self.update(ctx, lose_ratio(self.opts, e, ctx.max_epochs) if what == "mine" else None)
         ctx.log("train/pool_images", float(len(ctx.train_pool)))
 
+    def label_network(self) -> nn.Module:
+        """The network whose predictions evolve the labels and mine the hard images: the host (a method built
+        on PAL, such as semantic-prior KD, lets its teacher do it)."""
+        return self.host
+
     @torch.no_grad()
     def update(self, ctx: StepContext, lose_ratio: float | None) -> None:
         """Evolve the pool's labels; with ``lose_ratio``, mine the other images. Every process ends alike."""
         store, pool, o = ctx.stores["labels"], ctx.train_pool, self.opts
-        predictor = ctx.predictor(self.host)
+        predictor = ctx.predictor(self.label_network())
         labels: dict[str, np.ndarray] = {}
         mined: dict[str, np.ndarray] = {}
         for batch in ctx.loader("train_full"):
