@@ -116,28 +116,19 @@ def test_lesps_evolves_point_labels_snapshots_them_and_resumes_exactly(tiny_synt
 
 @pytest.mark.slow
 def test_a_two_process_label_update_equals_one_process_on_the_saved_weights(tiny_synth, tmp_path):
-    import os
-    import subprocess
-    import sys
+    from ddp_run import train_two_processes
 
     from irfoundry.data.io import read_image
     from irfoundry.data.points import points_to_mask
     from irfoundry.engine.inference import Predictor
 
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available in this build")
     samples = DatasetSpec.parse(f"{tiny_synth}:train").resolve()
     table, _ = derive_point_table(DatasetSpec.parse(str(tiny_synth)).resolve(), "centroid")
     points = write_points(table, tmp_path / "points.json")
     cfg = _config(tiny_synth, points, tmp_path / "runs", "ddp", max_epochs=1, batch_size=2)
     cfg["method"]["options"]["update_every"] = 2  # one update, after epoch 1
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
-    launcher = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "IRFOUNDRY_RUN_DIR")
-    env = {k: v for k, v in os.environ.items() if k not in launcher}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", "irfoundry", "train", str(tmp_path / "ddp.yaml"), "--set",
-                           "trainer.strategy=ddp", "--set", "trainer.devices=2", "--set", "trainer.accelerator=cpu"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = train_two_processes(tmp_path / "ddp.yaml", tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = tmp_path / "runs" / "ddp"
     _, labels = _labels(run)

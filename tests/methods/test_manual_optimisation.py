@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -94,19 +92,11 @@ def test_manual_optimisation_refuses_a_second_optimiser_it_cannot_step(tiny_synt
 
 @pytest.mark.slow
 def test_two_optimizer_method_under_two_process_ddp(tiny_synth, tmp_path):
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available in this build")
+    from ddp_run import train_two_processes
+
     cfg_file = tmp_path / "ddp.yaml"
     cfg_file.write_text(yaml.safe_dump(_config(tiny_synth, tmp_path / "runs", "ddp", max_epochs=2)))
-    script = tmp_path / "run_plugin.py"  # Lightning re-executes this script for rank 1: it registers the method too
-    script.write_text(f"import sys\nsys.path.insert(0, {str(HERE)!r})\nimport two_optimizer_method\n"
-                      "from irfoundry.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE",
-                                                            "MASTER_ADDR", "MASTER_PORT", "IRFOUNDRY_RUN_DIR")}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, str(script), "train", str(cfg_file), "--set", "trainer.strategy=ddp",
-           "--set", "trainer.devices=2", "--set", "trainer.accelerator=cpu"]
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = train_two_processes(cfg_file, tmp_path, modules=["two_optimizer_method"], module_dir=HERE)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "GLOBAL_RANK: 1" in proc.stderr
     run = tmp_path / "runs" / "ddp"

@@ -223,9 +223,7 @@ def test_pal_refuses_full_masks_before_writing(tiny_synth, tmp_path):
 
 @pytest.mark.slow
 def test_a_two_process_update_and_pool_equal_one_process_on_the_same_weights(tiny_synth, tmp_path):
-    import os
-    import subprocess
-    import sys
+    from ddp_run import train_two_processes
 
     from irfoundry.data.dataset import load_norm_stats
     from irfoundry.data.io import read_image
@@ -233,25 +231,14 @@ def test_a_two_process_update_and_pool_equal_one_process_on_the_same_weights(tin
     from irfoundry.engine.inference import Predictor
     from irfoundry.models import create_model
 
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available in this build")
     samples = DatasetSpec.parse(f"{tiny_synth}:train").resolve()
     table, _ = derive_point_table(DatasetSpec.parse(str(tiny_synth)).resolve(), "centroid")
     points = write_points(table, tmp_path / "points.json")
     cfg = _config(tiny_synth, points, tmp_path / "runs", "ddp", method="pal_record_test", batch_size=2)
     cfg["trainer"]["max_epochs"] = 2  # one update, before epoch 1: evolution of the pool and mining
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
-    # every process Lightning starts imports the recording method (sitecustomize runs at interpreter start)
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(f"import sys; sys.path.insert(0, {str(HERE)!r}); "
-                                                        "import pal_record_method\n")
-    launcher = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "IRFOUNDRY_RUN_DIR")
-    env = {k: v for k, v in os.environ.items() if k not in launcher}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", IRFOUNDRY_TEST_RECORD=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), env.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "irfoundry", "train", str(tmp_path / "ddp.yaml"), "--set",
-                           "trainer.strategy=ddp", "--set", "trainer.devices=2", "--set", "trainer.accelerator=cpu"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = train_two_processes(tmp_path / "ddp.yaml", tmp_path, modules=["pal_record_method"], module_dir=HERE,
+                               env={"IRFOUNDRY_TEST_RECORD": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-4000:]
     run = tmp_path / "runs" / "ddp"
     labels, pool = _snapshot(run)
