@@ -121,3 +121,17 @@ def test_study_summary_joins_workers_and_refuses_duplicates_and_legacy_files(tmp
 def test_study_list_names_the_shipped_specs(capsys):
     assert main(["study", "list"]) == 0
     assert "fdep_gain" in capsys.readouterr().out
+
+
+def test_study_continues_a_point_supervised_run_whose_config_names_the_click_selector(tiny_synth, tmp_path):
+    arms = {"lesps": {"data": {"labels": "points", "points": "derive:centroid"},
+                      "method": {"name": "lesps", "options": {"t_epoch": 0, "update_every": 1}}}}
+    spec = _spec(tmp_path, tiny_synth, arms, 1)
+    args = ["study", "run", str(spec), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "a.json")]
+    assert main(args) == 0
+    row = json.loads((tmp_path / "a.json").read_text())["rows"][0]
+    assert row["monitor"] == "val/point_f1" and row["val_iou"] is None and 0 <= row["best_score"] <= 1
+    (run,) = (tmp_path / "runs" / "tiny").iterdir()
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["monitor"] == "val/point_f1"
+    (tmp_path / "a.json").unlink()  # the folder again, without its row: continued, not refused
+    assert main(args) == 0 and json.loads((tmp_path / "a.json").read_text())["rows"][0]["resumed"] is True

@@ -50,6 +50,16 @@ class RunParts:
     module: IRSTDModule
 
 
+def resolve_monitor(cfg: RunConfig) -> str:
+    """The selection score a run uses: ``trainer.monitor``, except that validation on clicks (``data.val_labels``
+    ``points``, or ``auto`` with ``data.labels: points``) has no IoU, so the default ``val/iou`` becomes the
+    clicks' target-level F1 ``val/point_f1`` (written so in the run's config.yaml)."""
+    val_labels = cfg.data.val_labels if cfg.data.val_labels != "auto" else cfg.data.labels
+    if val_labels == "points" and cfg.trainer.monitor == "val/iou":
+        return "val/point_f1"
+    return cfg.trainer.monitor
+
+
 def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_dir: Path | None = None) -> RunParts:
     """Build host, data, method and module of ``cfg`` (``norm``: saved statistics of a resumed run).
 
@@ -67,10 +77,9 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
         init_output_probability(host, cfg.model.init_prob, cfg.model.init_weight_std)
     dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm, multiple=multiple)
     method = build_method(cfg.method, host, BuildEnv(norm=dm.norm))
-    if dm.val_labels == "points" and cfg.trainer.monitor == "val/iou":
-        # validation on clicks has no IoU: select on its target-level F1 (written so in config.yaml)
+    if resolve_monitor(cfg) != cfg.trainer.monitor:
         log.info("validation scores the val split's clicks (data.val_labels: points): trainer.monitor = val/point_f1")
-        cfg.trainer.monitor = "val/point_f1"
+        cfg.trainer.monitor = resolve_monitor(cfg)
     _check_monitor(cfg.trainer.monitor, list(method.eval_branches()),
                    POINT_REPORTED if dm.val_labels == "points" else REPORTED)
     requests = method.data_requests()

@@ -67,9 +67,13 @@ def _resumable(run_dir: Path, cfg: RunConfig) -> bool:
     if not (run_dir / RESUME_CKPT).is_file():
         raise ConfigError(f"{run_dir} exists but holds neither a result in the results file nor a finished epoch "
                           f"({RESUME_CKPT}) to resume; delete it to rerun (nothing was overwritten)")
+    from irfoundry.engine.build import resolve_monitor
+
     saved = resolve_resume(run_dir)[0].to_dict()
     wanted = cfg.to_dict()
-    wanted["trainer"].update(out_dir=saved["trainer"]["out_dir"], run_name=saved["trainer"]["run_name"])
+    # what the run wrote into its config.yaml: its folder, and the selection score as training resolved it
+    wanted["trainer"].update(out_dir=saved["trainer"]["out_dir"], run_name=saved["trainer"]["run_name"],
+                             monitor=resolve_monitor(cfg))
     differ = sorted(f"{s}.{k}" for s, values in wanted.items() for k, v in values.items() if saved.get(s, {}).get(k) != v)
     if differ:
         raise ConfigError(f"{run_dir} is an interrupted run of another budget ({', '.join(differ)} differ from this "
