@@ -277,6 +277,9 @@ def train(cfg: RunConfig | dict, resume: str | os.PathLike | None = None, max_ti
             warnings.filterwarnings("ignore", r"It is recommended to use `self.log\('val", PossibleUserWarning)
             # Lightning 2.6's own use of a deprecated torch API, repeated at every loader reload (training pool)
             warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            # per-epoch values are logged by the engine whatever the step interval (and a pool's loader, rebuilt
+            # every epoch, would repeat this every epoch)
+            warnings.filterwarnings("ignore", r"The number of training batches \(\d+\) is smaller than the logging")
             if resume is not None:  # continued_metrics_log keeps what this warns about
                 warnings.filterwarnings("ignore", r"Experiment logs directory .* exists and is not empty")
             with continued_metrics_log(run_dir, resuming=resume is not None and leader):
