@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from irfoundry.engine.inference import crop
 from irfoundry.errors import ConfigError
-from irfoundry.losses import ohem_edge_bce_loss
+from irfoundry.losses import build_loss, ohem_edge_bce_loss
 from irfoundry.methods.base import Batch, Method, register_method
 from irfoundry.methods.context import DataRequests, StepContext
 from irfoundry.methods.label_evolution import pal_update
@@ -86,6 +86,10 @@ class PALOptions:
     #: train on the label > 0.5, as the released dataset reads the label PNG (``mask > 127.5``); False: the
     #: soft label itself
     binary_targets: bool = True
+    #: ``released``: the OHEM edge BCE above; or any loss of :data:`irfoundry.losses.LOSSES` (e.g. ``softiou``)
+    #: in its place, PAL's pool, evolution and mining unchanged (not PAL's recipe: for budgets its BCE needs
+    #: more steps than)
+    loss: str = "released"
 
     def __post_init__(self) -> None:
         if not 0 <= self.warmup_fraction < self.final_fraction <= 1:
@@ -101,6 +105,8 @@ class PALOptions:
                 raise ConfigError(f"method.options.{key} must be in [0, 1], got {getattr(self, key)!r}")
         if self.edge_weighting not in ("released", "edges"):
             raise ConfigError(f"method.options.edge_weighting must be released or edges, got {self.edge_weighting!r}")
+        if self.loss != "released":
+            build_loss(self.loss)  # an unknown name is refused here, with the known ones
 
 
 def phase(o: PALOptions, next_epoch: int, max_epochs: int) -> str | None:
@@ -143,8 +149,11 @@ class PAL(Method):
         outputs = [out] if isinstance(out, Tensor) else list(out)
         o = self.opts
         target = (batch["target"] > 0.5).to(batch["target"].dtype) if o.binary_targets else batch["target"]
-        loss = sum(ohem_edge_bce_loss(z, target, o.edge_weight, o.keep_fraction,
-                                      reference_quirk=o.edge_weighting == "released") for z in outputs)
+        if o.loss == "released":
+            loss = sum(ohem_edge_bce_loss(z, target, o.edge_weight, o.keep_fraction,
+                                          reference_quirk=o.edge_weighting == "released") for z in outputs)
+        else:
+            loss = sum(build_loss(o.loss)(z, target) for z in outputs)
         return loss, {"loss": loss.detach()}
 
     def on_train_epoch_end(self, ctx: StepContext) -> None:
