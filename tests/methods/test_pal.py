@@ -140,6 +140,11 @@ def test_pal_trains_on_the_label_above_one_half_as_the_released_dataset_reads_it
     assert torch.equal(loss, binary)
     pal.opts = PALOptions(binary_targets=False)
     assert not torch.equal(pal.training_loss({"image": image, "target": soft})[0], binary)
+    from irfoundry.losses import soft_iou_loss
+
+    pal.opts = PALOptions(loss="softiou")  # another loss in place of the released one, the same targets
+    expect = soft_iou_loss(host(image), (soft > 0.5).float())
+    assert torch.allclose(pal.training_loss({"image": image, "target": soft})[0], expect)
 
 
 class _Cut(Exception):
