@@ -52,8 +52,10 @@ def test_predict_writes_maps_masks_overlays_targets(trained, tmp_path):
     result, data = trained
     images = sorted((data / "images").glob("*.png"))[:2]
     r = predict(result["run_dir"], [str(p) for p in images], tmp_path)
-    assert r["images"] == 2
-    doc = json.loads((tmp_path / "targets.json").read_text())
+    assert r["frames"] == 2 and r["skipped"] == []
+    lines = [json.loads(line) for line in (tmp_path / "targets.jsonl").read_text().splitlines()]
+    doc = {"images": {rec["name"]: rec for rec in lines}}
+    assert [rec["frame"] for rec in lines] == [0, 1] and all(rec["position"] is None for rec in lines)
     for p in images:
         prob = Image.open(tmp_path / f"{p.stem}_prob.png")
         assert prob.mode == "L" and prob.size == Image.open(p).size

@@ -1,7 +1,7 @@
 """The ``irfoundry`` command: a thin shell around importable functions.
 
 Exit codes: 0 success, 1 error (bad input: the message names the file or key and the fix),
-2 usage error (argparse).
+2 usage error (argparse), 3 ``predict`` finished but skipped unreadable frames, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ EPILOG = """examples:
   irfoundry train cpu/acm_sirst427 --set trainer.max_epochs=50   # a named run; irfoundry configs lists them
   irfoundry eval --checkpoint runs/RUN --data ../shared/data/sirst --split test --out eval/
   irfoundry predict --checkpoint runs/RUN images/ --out preds/
+  irfoundry export --checkpoint runs/RUN --format onnx --out model.onnx   # ONNX Runtime: predict --backend onnx
   irfoundry data synth --out synth_sirst          # embedded default dataset (SIRST layout)
   irfoundry data check ../shared/data/sirst       # validate a dataset, list every problem
   irfoundry models                                # host networks with params and MACs
@@ -42,12 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from irfoundry.cli import bench as bench_cli
     from irfoundry.cli import data as data_cli
+    from irfoundry.cli import deploy as deploy_cli
     from irfoundry.cli import engine as engine_cli
     from irfoundry.cli import labels as labels_cli
     from irfoundry.cli import models as models_cli
     from irfoundry.cli import study as study_cli
 
     engine_cli.add_parsers(sub)
+    deploy_cli.add_parsers(sub)
     data_cli.add_parser(sub)
     labels_cli.add_parser(sub)
     models_cli.add_parser(sub)

@@ -1,4 +1,5 @@
-"""``irfoundry train | eval | eval-maps | predict | export | quickstart``: thin shells around :mod:`irfoundry.engine`."""
+"""``irfoundry train | configs | eval | eval-maps | quickstart``: thin shells around :mod:`irfoundry.engine`
+(``predict`` and ``export``: :mod:`irfoundry.cli.deploy`)."""
 
 from __future__ import annotations
 
@@ -57,23 +58,6 @@ map, a map of an id outside the split, an id with both .png and .npy, or a size 
 names the id. Writes the same metrics.json keys as eval (and curves.csv, plots, report.html on request).
 """
 
-PREDICT_EPILOG = """examples:
-  irfoundry predict --checkpoint runs/acm_sirst images/*.png --out preds
-  irfoundry predict --checkpoint acm.safetensors ../shared/data/sirst/images --out preds
-
-Writes per image ID_prob.png (8-bit, value = round(255 p)), ID_mask.png, ID_overlay.png, and one
-targets.json (centroid, area, bounding box and peak score of every detected target).
-"""
-
-EXPORT_EPILOG = """examples:
-  irfoundry export --checkpoint runs/acm_sirst427_fdep --out acm_fdep.safetensors
-  irfoundry export --checkpoint runs/acm_sirst427_fdep --which last --out acm_last.safetensors --overwrite
-
-Writes the deployable network alone (for FDEP: the host, no SAMF, no foundation model) as OUT.safetensors
-plus OUT.json (model name and arguments, train-split normalisation, provenance of the run). Its
-parameters and MACs are printed; they equal the plain host's. predict / eval accept the file.
-"""
-
 QUICK_EPILOG = """examples:
   irfoundry quickstart                        # synthetic data, 25 epochs: about 3 minutes on a 2-core CPU
   irfoundry quickstart --epochs 5 --out qs
@@ -126,28 +110,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-extra", action="store_true",
                    help="ignore maps of ids outside the split instead of failing")
     p.set_defaults(func=cmd_eval_maps)
-
-    p = sub.add_parser("predict", help="predict probability maps, masks and targets for images",
-                       description="Run a checkpoint on images, folders or globs.", epilog=PREDICT_EPILOG,
-                       formatter_class=RAW)
-    p.add_argument("--checkpoint", required=True, help=".safetensors file or run folder")
-    p.add_argument("inputs", nargs="+", help="images, folders or glob patterns")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threshold", type=float, default=0.5)
-    _add_norm_flag(p)
-    _add_threads_flag(p)
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("export", help="write the deployable network of a run alone (safetensors + JSON)",
-                       description="Export the network that ships (the host alone) from a run or weights file.",
-                       epilog=EXPORT_EPILOG, formatter_class=RAW)
-    p.add_argument("--checkpoint", required=True, help="run folder or .safetensors file")
-    p.add_argument("--out", required=True, help="output .safetensors path")
-    p.add_argument("--which", choices=("best", "last"), default="best",
-                   help="checkpoint of a run folder (default best, selected on validation; falls back to last)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    _add_norm_flag(p)
-    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("quickstart", help="the main job: data -> train -> eval -> predict in a few minutes",
                        description="Generate (or use) a dataset, train a small host for a few CPU minutes, "
@@ -263,25 +225,6 @@ def cmd_eval_maps(args: argparse.Namespace) -> int:
                            threshold=args.threshold, thresholds=args.thresholds, report=args.report,
                            suffix=args.suffix, ignore_extra=args.ignore_extra, empty_niou=args.empty_niou)
     _print_metrics(result, args)
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from irfoundry.engine.predict import predict
-    from irfoundry.threads import use_threads
-
-    use_threads(args.threads)
-    result = predict(args.checkpoint, args.inputs, args.out, threshold=args.threshold, norm=args.norm)
-    n = sum(len(v["targets"]) for v in result["targets"].values())
-    print(f"predicted {result['images']} image(s), {n} target(s) -> {result['out']}")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from irfoundry.engine.export import export
-
-    result = export(args.checkpoint, args.out, which=args.which, overwrite=args.overwrite, norm=args.norm)
-    print(json_dumps(result))
     return 0
 
 

@@ -32,10 +32,12 @@ from irfoundry.data.collate import collate
 from irfoundry.errors import ConfigError
 from irfoundry.models.base import input_multiple, main_output
 
-__all__ = ["PADDING_POLICIES", "Predictor", "crop", "pad_collate", "padded_canvas", "probabilities"]
+__all__ = ["BACKENDS", "PADDING_POLICIES", "Predictor", "crop", "pad_collate", "padded_canvas", "probabilities"]
 
 #: padding policies of :func:`padded_canvas`
 PADDING_POLICIES = ("multiple",)
+#: what runs the network: PyTorch eager, or ONNX Runtime on an exported file
+BACKENDS = ("torch", "onnx")
 
 #: item keys holding ``C x H x W`` maps at the image's size, padded with the image
 SPATIAL_KEYS = ("image", "mask", "target")
@@ -130,13 +132,38 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, which: str = "best", *, device: str = "cpu",
-                        padding: str = "multiple", norm: str | None = None) -> tuple["Predictor", dict]:
-        """A predictor of a weights file or run folder, and the checkpoint's metadata (``norm``: statistics
-        replacing the stored ones, ``MEAN,STD`` on 0-255 grey or a preset)."""
+                        padding: str = "multiple", norm: str | None = None,
+                        backend: str | None = None) -> tuple["Predictor", dict]:
+        """A predictor of a weights file, run folder or exported ``.onnx`` file, and its metadata.
+
+        ``norm``: statistics replacing the stored ones (``MEAN,STD`` on 0-255 grey or a preset). ``backend``:
+        ``torch`` or ``onnx`` (ONNX Runtime, :class:`irfoundry.deploy.onnx.OnnxNetwork`); by default ``onnx``
+        for a ``.onnx`` file, else ``torch``. The ONNX file's own padding policy and input multiple are used.
+        """
+        is_onnx = Path(path).suffix.lower() == ".onnx"
+        backend = backend or ("onnx" if is_onnx else "torch")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        if backend == "onnx" and not is_onnx:
+            raise ConfigError(f"--backend onnx runs an exported .onnx file, and {path} is not one: write it with "
+                              f"'irfoundry export --checkpoint {path} --format onnx --out model.onnx'")
+        if backend == "torch" and is_onnx:
+            raise ConfigError(f"{path} is an ONNX file: it runs with --backend onnx (ONNX Runtime), not torch")
+        if is_onnx:
+            from irfoundry.data.norm_presets import parse_norm
+            from irfoundry.deploy.onnx import OnnxNetwork, read_onnx_meta
+
+            meta = {**read_onnx_meta(path), "file": str(path), "backend": "onnx"}
+            if norm is not None:
+                given = parse_norm(norm)
+                meta["norm"], meta["norm_source"] = {"mean": given["mean"], "std": given["std"]}, given["source"]
+            net = OnnxNetwork(path)
+            return cls(net, norm=meta["norm"], multiple=meta["input_multiple"], padding=meta["padding"]), meta
         from irfoundry.engine.runs import load_checkpoint
 
         model, meta = load_checkpoint(path, which, norm=norm)
         model = model.to(device).eval()
+        meta["backend"] = "torch"
         return cls(model, norm=meta["norm"], multiple=input_multiple(model), padding=padding, device=device), meta
 
     def normalise(self, image: np.ndarray) -> Tensor:

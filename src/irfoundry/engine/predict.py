@@ -1,112 +1,207 @@
-"""Prediction on images, folders and globs with an exported / trained checkpoint.
+"""Prediction on images, folders, globs, video files and raw stdin streams with a checkpoint or ONNX file.
 
-For every input image ``ID`` it writes into ``out``:
-
-* ``ID_prob.png``: probability map, 8-bit, value = round(255 p);
-* ``ID_mask.png``: binary mask (0/255) at ``threshold`` (``p > threshold``);
-* ``ID_overlay.png``: the grey image with the mask in red and target boxes in yellow;
-* and one ``targets.json``: per image, each detected target's centroid ``(y, x)``, area, bounding box
-  ``(y0, x0, y1, x1)`` (inclusive-exclusive) and peak score, 8-connected components.
+The frames (:mod:`irfoundry.deploy.frames`) are read in a background thread, consecutive frames of one
+canvas size are batched through the one inference path (:class:`~irfoundry.engine.inference.Predictor`,
+PyTorch or ONNX Runtime), frames larger than ``--tile`` are predicted by tiles (:mod:`irfoundry.deploy.
+tiling`), and the results are written by a second thread (:class:`~irfoundry.deploy.sinks.ResultWriter`:
+``targets.jsonl`` plus the requested PNGs or overlay video), so reading, the network and the writing overlap
+and memory stays flat however long the input is. A frame that cannot be read is reported (file, frame
+index, reason) in ``targets.jsonl`` and on stderr and skipped, unless ``strict``.
 """
 
 from __future__ import annotations
 
-import glob
+import logging
+import queue
+import threading
+import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage
 
-from irfoundry.data.io import read_image
-from irfoundry.engine.inference import Predictor
-from irfoundry.errors import DataError
-from irfoundry.jsonio import write_json
+from irfoundry.deploy.frames import IMAGE_SUFFIXES, STDIN, Frame, expand_inputs, iter_frames
+from irfoundry.deploy.sinks import IMAGE_OUTPUTS, ResultWriter
+from irfoundry.deploy.tiling import TileSettings, tiled_probabilities
+from irfoundry.engine.inference import Predictor, padded_canvas
+from irfoundry.errors import ConfigError, DataError
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+log = logging.getLogger(__name__)
 
+__all__ = ["predict"]
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files, folders (their images, sorted) and glob patterns -> image paths; error when none."""
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            paths.append(p)
-        else:
-            matches = sorted(Path(m) for m in glob.glob(str(item)) if Path(m).suffix.lower() in IMAGE_SUFFIXES)
-            if not matches:
-                raise DataError(f"input {item} is neither an image, a folder nor a glob matching images")
-            paths += matches
-    if not paths:
-        raise DataError(f"no images found in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return paths
+_DONE = object()
 
 
-def describe_targets(prob: np.ndarray, mask: np.ndarray) -> list[dict]:
-    """Connected components (8-connectivity) of ``mask`` (H x W bool) with their statistics on ``prob``."""
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    targets = []
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        region = labels[sl] == i
-        ys, xs = np.nonzero(region)
-        targets.append(
-            {
-                "centroid": [float(ys.mean() + sl[0].start), float(xs.mean() + sl[1].start)],
-                "area": int(region.sum()),
-                "bbox": [sl[0].start, sl[1].start, sl[0].stop, sl[1].stop],
-                "peak_score": float(prob[sl][region].max()),
-            }
-        )
-    return targets
+def _background(items: Iterable, depth: int) -> Iterator:
+    """Iterate ``items`` in a daemon thread, ``depth`` ahead; its exceptions are raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+            return
+        q.put(_DONE)
+
+    thread = threading.Thread(target=run, name="irfoundry-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, targets: Iterable[dict]) -> np.ndarray:
-    """RGB uint8: grey image, mask blended in red, bounding boxes (1 px margin) in yellow."""
-    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-    rgb = np.stack([grey] * 3, axis=-1).astype(np.float32)
-    rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([255, 0, 0])
-    h, w = mask.shape
-    for t in targets:
-        y0, x0, y1, x1 = t["bbox"]
-        y0, x0, y1, x1 = max(y0 - 1, 0), max(x0 - 1, 0), min(y1, h - 1), min(x1, w - 1)
-        rgb[y0, x0 : x1 + 1] = rgb[y1, x0 : x1 + 1] = (255, 255, 0)
-        rgb[y0 : y1 + 1, x0] = rgb[y0 : y1 + 1, x1] = (255, 255, 0)
-    return rgb.astype(np.uint8)
+class _Consumer:
+    """Calls ``fn(*args)`` in one daemon thread, in order, at most ``depth`` calls queued; :meth:`close` waits
+    for the queue and raises the first exception of ``fn``."""
+
+    def __init__(self, fn: Callable, depth: int) -> None:
+        self.fn, self.q, self.error = fn, queue.Queue(maxsize=depth), None
+        self.thread = threading.Thread(target=self._run, name="irfoundry-write", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (args := self.q.get()) is not _DONE:
+            if self.error is None:
+                try:
+                    self.fn(*args)
+                except BaseException as exc:
+                    self.error = exc
+
+    def put(self, *args) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(args)
+
+    def close(self) -> None:
+        self.q.put(_DONE)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _groups(frames: Iterable[Frame], predictor: Predictor, batch: int, tile: TileSettings | None) -> Iterator:
+    """``("skip", frame)``, ``("tiled", frame)`` or ``("batch", [frames])``: consecutive readable frames of one
+    padded canvas, at most ``batch``; a frame whose canvas exceeds the tile goes alone, by tiles."""
+    pending: list[Frame] = []
+    canvas = None
+    for frame in frames:
+        if frame.error is not None:
+            yield from ([("batch", pending)] if pending else [])
+            pending, canvas = [], None
+            yield "skip", frame
+            continue
+        h, w = frame.image.shape
+        c = padded_canvas(h, w, predictor.multiple, predictor.padding)[:2]
+        if tile is not None and max(c) > tile.aligned(predictor.multiple)[0]:
+            yield from ([("batch", pending)] if pending else [])
+            pending, canvas = [], None
+            yield "tiled", frame
+            continue
+        if pending and (c != canvas or len(pending) == batch):
+            yield "batch", pending
+            pending = []
+        pending.append(frame)
+        canvas = c
+    if pending:
+        yield "batch", pending
 
 
 def predict(
     checkpoint: str | Path,
     inputs: Sequence[str | Path],
     out: str | Path,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     device: str = "cpu",
     norm: str | None = None,
+    *,
+    backend: str | None = None,
+    batch: int = 8,
+    tile: TileSettings | None = None,
+    save: Sequence[str] | None = None,
+    overlay_video: str | None = None,
+    fps: float = 25.0,
+    frame_size: tuple[int, int] | None = None,
+    pixel_format: str = "gray",
+    strict: bool = False,
+    stdin: BinaryIO | None = None,
 ) -> dict:
-    """Run a checkpoint on images; write maps, masks, overlays and ``targets.json`` into ``out``.
+    """Run a checkpoint (run folder, ``.safetensors`` or exported ``.onnx``) on ``inputs``; write into ``out``.
 
-    Returns ``{"out": str, "images": int, "targets": {id: [...]}}``.
+    Args:
+        threshold: mask / target threshold (default: the one stored with an exported model, else 0.5).
+        backend: ``torch`` or ``onnx`` (default: from the checkpoint's suffix).
+        batch: frames per forward pass (consecutive frames of one padded size).
+        tile: predict frames whose padded canvas exceeds ``tile.tile`` by tiles (``None``: whole frames).
+        save: per-frame PNGs (:data:`~irfoundry.deploy.sinks.IMAGE_OUTPUTS`; default all three for still
+            images, none when a video or stdin is among the inputs).
+        overlay_video: write overlay frames into this video file inside ``out``.
+        frame_size / pixel_format: raw stdin frames (``(height, width)``, ``gray`` / ``gray16le``).
+        strict: stop at the first unreadable frame (a :class:`DataError`) instead of skipping it.
+
+    Returns:
+        ``{"out", "frames", "skipped", "targets", "seconds", "frames_per_s", "backend", "threshold"}``;
+        ``skipped`` lists ``{"source", "position", "error"}`` of every skipped frame.
     """
-    predictor, _ = Predictor.from_checkpoint(checkpoint, device=device, norm=norm)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {}
-    for path in expand_inputs(inputs):
-        image = read_image(path)
-        prob = predictor.predict(image).astype(np.float64)
-        size = prob.shape
-        mask = prob > threshold
-        targets = describe_targets(prob, mask)
-        stem = path.stem
-        if stem in results:
-            stem = f"{path.parent.name}_{stem}"
-        Image.fromarray(np.round(prob * 255).astype(np.uint8)).save(out / f"{stem}_prob.png")
-        Image.fromarray((mask * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
-        Image.fromarray(overlay(image, mask, targets)).save(out / f"{stem}_overlay.png")
-        results[stem] = {"source": str(path), "size": list(size), "targets": targets}
-    doc = {"checkpoint": str(checkpoint), "threshold": threshold, "images": results}
-    write_json(doc, out / "targets.json")
-    return {"out": str(out), "images": len(results), "targets": results}
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {batch}")
+    sources = expand_inputs(inputs)
+    streams = any(s == STDIN or Path(s).suffix.lower() not in IMAGE_SUFFIXES for s in sources)
+    save = (() if streams else IMAGE_OUTPUTS) if save is None else tuple(save)
+    predictor, meta = Predictor.from_checkpoint(checkpoint, device=device, norm=norm, backend=backend)
+    threshold = float(meta.get("threshold", 0.5) if threshold is None else threshold)
+    if not 0.0 <= threshold < 1.0:
+        raise ConfigError(f"threshold must lie in [0, 1), got {threshold}")
+    frames = iter_frames(sources, frame_size=frame_size, pixel_format=pixel_format, stdin=stdin)
+    writer = ResultWriter(out, threshold, save=save, overlay_video=overlay_video, fps=fps)
+    # every record goes through the writer thread, in frame order (prob None: a skipped frame)
+    sink = _Consumer(lambda frame, prob: writer.skipped(frame) if prob is None else writer.write(frame, prob),
+                     depth=2 * batch)
+    skipped: list[dict] = []
+    n_frames = 0
+    t0 = time.perf_counter()
+    try:
+        for kind, item in _groups(_background(frames, depth=2 * batch), predictor, batch, tile):
+            if kind == "skip":
+                where = item.source if item.position is None else f"{item.source} frame {item.position}"
+                if strict:
+                    raise DataError(f"{where}: {item.error} (stopped by --strict; drop it to skip such frames)")
+                log.warning("skipped %s: %s", where, item.error)
+                skipped.append({"source": item.source, "position": item.position, "error": item.error})
+                sink.put(item, None)
+                continue
+            if kind == "tiled":
+                probs = [tiled_probabilities(predictor, item.image, tile)]
+                item = [item]
+            else:
+                probs = [p.numpy() for p in predictor.batch_probabilities(
+                    predictor.collate([{"image": predictor.normalise(f.image)} for f in item]))]
+            for frame, prob in zip(item, probs):
+                sink.put(frame, np.asarray(prob, dtype=np.float32))
+            n_frames += len(item)
+    finally:
+        try:
+            sink.close()
+        finally:
+            writer.close()
+    seconds = time.perf_counter() - t0
+    return {"out": str(out), "frames": n_frames, "skipped": skipped, "targets": writer.n_targets,
+            "seconds": round(seconds, 3), "frames_per_s": round(n_frames / seconds, 2) if seconds > 0 else None,
+            "backend": meta["backend"], "threshold": threshold}
