@@ -42,7 +42,7 @@ def test_bench_train_bad_input(capsys):
     assert "multiple of 32" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["train", "metrics"])
+@pytest.mark.parametrize("name", ["train", "metrics", "speed", "tiling", "predict"])
 def test_bench_help(name, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", name, "--help"])

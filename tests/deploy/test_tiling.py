@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_helpers import mosaic
-
+from irfoundry.bench.tiling import mosaic
 from irfoundry.data.io import read_image
 from irfoundry.deploy.tiling import TileSettings, tile_starts, tiled_probabilities
 from irfoundry.engine.inference import Predictor

@@ -15,6 +15,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "metrics": ("irfoundry.bench.metrics", "metrics engine vs the naive reference on SIRST / NUDT test splits"),
     "foundation": ("irfoundry.bench.foundation", "epoch cost of a frozen foundation model with / without the feature cache"),
     "step-cost": ("irfoundry.bench.step_cost", "a method's training step over the host's, and what its export costs"),
+    "speed": ("irfoundry.bench.speed", "params, MACs, latency and throughput: PyTorch eager vs ONNX Runtime"),
+    "tiling": ("irfoundry.bench.tiling", "tiled inference on a large frame: its overhead and its difference per host"),
+    "predict": ("irfoundry.bench.predict", "the predict pipeline on a folder of frames vs the network's own throughput"),
 }
 
 EPILOG = """examples:
@@ -23,6 +26,9 @@ EPILOG = """examples:
   irfoundry bench metrics --naive-max-images 40  # fast metrics vs the naive reference (source checkout)
   irfoundry bench foundation --data ../shared/data/sirst:train --max-batches 8
   irfoundry bench step-cost --hosts acm,alcnet --method fdep --threads 1
+  irfoundry bench speed --models acm,dnanet --sizes 256 --batches 16 --threads 2
+  irfoundry bench tiling --models dnanet --threads 2
+  irfoundry bench predict --model acm --frames 1000 --threads 2
   (FDEP's gain over seeds is a study: irfoundry study run fdep_gain)
 """
 
