@@ -11,7 +11,11 @@ Input plumbing, in order (``x``: ``N x 1 x H x W`` or ``N x 3 x H x W``, float i
    ``CenterPadding`` pads after normalisation, but on one side so the grid starts at pixel 0), to a
    multiple of the patch size (ViTs) or of the deepest stride (CNNs);
 5. the backbone runs under ``torch.no_grad()``; ViT maps are the patch tokens of the selected blocks
-   (class / register tokens dropped, no final norm unless ``norm=True``), CNN maps the stage outputs.
+   (class / register tokens dropped, no final norm unless ``norm=True``; ``norm="last"`` applies it to the
+   last block's map only, as Hugging Face's ``last_hidden_state``), CNN maps the stage outputs. The layer
+   ``"embed"`` is a ViT's token embedding as the first block receives it; ``layers="hidden_states"`` is
+   ``["embed", 0, ..., L - 1]``, Hugging Face's ``hidden_states`` (semantic-prior KD uses them with
+   ``norm="last"``: its 13 maps of DINOv3 ViT-S+/16).
 
 Alignment rule: map ``i`` has ``ceil(H / s_i) x ceil(W / s_i)`` cells, ``s_i = feature_info[i]["stride"]``,
 and cell ``(a, b)`` describes input rows ``[a*s_i, (a+1)*s_i)`` and columns ``[b*s_i, (b+1)*s_i)``. At the
@@ -72,7 +76,7 @@ class FoundationModel(Frozen):
         layers: Sequence[int | str] | str | None = None,
         input_size: int | Sequence[int] | None = None,
         output_stride: int | None = None,
-        norm: bool = False,
+        norm: bool | str = False,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         weights: str = "random",
@@ -89,15 +93,22 @@ class FoundationModel(Frozen):
         if output_stride is not None and (not isinstance(output_stride, int) or output_stride < 1):
             raise ModelError(f"output_stride must be a positive int or None, got {output_stride!r}")
         self.output_stride = output_stride
+        if norm not in (True, False, "last"):
+            raise ModelError(f"norm must be True, False or 'last', got {norm!r}")
         if norm and (self.kind != "vit" or self.family == "sam" or isinstance(getattr(backbone, "norm", None),
                                                                                 (type(None), nn.Identity))):
-            raise ModelError(f"norm=True needs a ViT with a final norm; {spec.name} has none"
+            raise ModelError(f"norm={norm!r} needs a ViT with a final norm; {spec.name} has none"
                              + (" (SAM's final norm is its neck: add 'neck' to layers)" if self.family == "sam" else ""))
-        self.norm = bool(norm)
+        if norm == "last" and self.num_layers - 1 not in self.layers:
+            raise ModelError(f"norm='last' normalises the last block's map: add block {self.num_layers - 1} (or -1) "
+                             "to layers")
+        self.norm = norm if norm == "last" else bool(norm)
         self._native = []  # (channels, native stride, layer) per selected layer
         for layer in self.layers:
             if layer == "neck":
                 self._native.append((int(backbone.num_features), int(info[-1]["reduction"]), layer))
+            elif layer == "embed":
+                self._native.append((int(info[0]["num_chs"]), int(info[0]["reduction"]), layer))
             else:
                 self._native.append((int(info[layer]["num_chs"]), int(info[layer]["reduction"]), layer))
         self.pad_multiple = max(int(i["reduction"]) for i in info)
@@ -150,12 +161,29 @@ class FoundationModel(Frozen):
 
     def _extract(self, img: Tensor) -> list[Tensor]:
         bb = self.backbone
-        blocks = [layer for layer in self.layers if layer != "neck"]
-        if "neck" in self.layers:
-            final, inter = bb.forward_intermediates(img, indices=blocks or [self.num_layers - 1])
-            return inter[: len(blocks)] + [final]
-        kwargs = {"norm": True} if self.norm else {}
-        return bb.forward_intermediates(img, indices=blocks, stop_early=True, intermediates_only=True, **kwargs)
+        blocks = [layer for layer in self.layers if isinstance(layer, int)]
+        embed: list[Tensor] = []
+        hook = None
+        if "embed" in self.layers:  # the tokens the first block receives, as a map
+            hook = bb.blocks[0].register_forward_pre_hook(lambda _m, args: embed.append(args[0]))
+        try:
+            if "neck" in self.layers:
+                final, inter = bb.forward_intermediates(img, indices=blocks or [self.num_layers - 1])
+                maps = inter[: len(blocks)] + [final]
+            else:
+                kwargs = {"norm": True} if self.norm is True else {}
+                maps = bb.forward_intermediates(img, indices=blocks or [0], stop_early=True, intermediates_only=True,
+                                                **kwargs)[: len(blocks)]
+        finally:
+            if hook is not None:
+                hook.remove()
+        if self.norm == "last":  # the final norm is token-wise: apply it over the channels of the last map
+            maps[-1] = bb.norm(maps[-1].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        if embed:
+            tokens = embed[0][:, getattr(bb, "num_prefix_tokens", 0):]
+            gh, gw = (img.shape[-2] // self._native[0][1], img.shape[-1] // self._native[0][1])
+            maps = [tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], gh, gw)] + list(maps)
+        return maps
 
     # ------------------------------------------------------------------------------- provenance
     def config(self) -> dict:
@@ -192,7 +220,7 @@ def create_foundation(
     input_size: int | Sequence[int] | None = None,
     *,
     output_stride: int | None = None,
-    norm: bool = False,
+    norm: bool | str = False,
     device: torch.device | str | None = None,
 ) -> FoundationModel:
     """Build the frozen foundation backbone ``name``.
@@ -203,12 +231,14 @@ def create_foundation(
         weights: ``None`` / ``"hub"`` (default pretrained weights: bundled file for ``efficientnet_lite0``,
             timm hub file otherwise), ``"bundled"``, ``"random"``, or a path to a local file in the official
             or timm format (see :mod:`irfoundry.foundation.weights`).
-        layers: ViT block indices (negative counts from the end), ``"all"``, plus ``"neck"`` for SAM's
-            256-channel image embedding; CNN stage indices. Default: 4 evenly spaced blocks / every stage.
+        layers: ViT block indices (negative counts from the end), ``"all"``, ``"embed"`` (the token
+            embedding), ``"hidden_states"`` (``embed`` + every block), plus ``"neck"`` for SAM's 256-channel
+            image embedding; CNN stage indices. Default: 4 evenly spaced blocks / every stage.
         input_size: ``None`` (native resolution) or an int / ``(h, w)`` the image is resized to (ViT
             position embeddings are interpolated by timm).
         output_stride: sample every map to this stride (input pixels per cell); default: native strides.
-        norm: apply the ViT's final norm to every map (as dinov2's ``get_intermediate_layers(norm=True)``).
+        norm: apply the ViT's final norm to every map (as dinov2's ``get_intermediate_layers(norm=True)``),
+            or ``"last"``: to the last block's map only (Hugging Face's ``last_hidden_state``).
         device: where to build it (default CPU); ``"meta"`` builds shapes only (``weights="random"``).
 
     Returns:
@@ -366,24 +396,29 @@ def _resolve_layers(layers, kind: str, n: int, has_neck: bool, name: str) -> lis
     if isinstance(layers, str):
         if layers == "all":
             return list(range(n))
+        if layers == "hidden_states" and kind == "vit":
+            return ["embed"] + list(range(n))
         layers = [layers]
     what = "block" if kind == "vit" else "stage"
     out: set[int] = set()
-    neck = False
+    neck = embed = False
     for layer in layers:
         if layer == "neck" and has_neck:
             neck = True
             continue
+        if layer == "embed" and kind == "vit":
+            embed = True
+            continue
         if isinstance(layer, bool) or not isinstance(layer, int):
-            extra = ", 'all'" + (" or 'neck'" if has_neck else "")
+            extra = ", 'all'" + (", 'hidden_states', 'embed'" if kind == "vit" else "") + (" or 'neck'" if has_neck else "")
             raise ModelError(f"layers of {name} must be {what} indices (ints){extra}; got {layer!r}")
         idx = layer + n if layer < 0 else layer
         if not 0 <= idx < n:
             raise ModelError(f"{name} has {n} {what}s (indices 0..{n - 1} or -{n}..-1); got {layer}")
         out.add(idx)
-    if not out and not neck:
+    if not out and not neck and not embed:
         raise ModelError(f"layers of {name} selects nothing")
-    return sorted(out) + (["neck"] if neck else [])
+    return (["embed"] if embed else []) + sorted(out) + (["neck"] if neck else [])
 
 
 def _resolve_size(size) -> tuple[int, int] | None:
