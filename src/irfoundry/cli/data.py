@@ -1,4 +1,4 @@
-"""``irfoundry data ...``: the ``synth``, ``check`` and ``points`` subcommands.
+"""``irfoundry data ...``: the ``synth``, ``check``, ``points`` and ``clusters`` subcommands.
 
 The lead's ``irfoundry.cli`` calls :func:`add_parser` with its subparsers; each subcommand sets
 ``func(args) -> int`` (the exit status).
@@ -64,6 +64,62 @@ def run_points(args: argparse.Namespace) -> int:
     return 0
 
 
+_CLUSTERS_EPILOG = """examples:
+  irfoundry data clusters ../shared/data/sirst:train --k 16 --out runs/clusters_sirst.json --table stats.csv
+  irfoundry data clusters ../shared/data/nudt_sirst:50_50/train --k 64 --out nudt_clusters.json \\
+      --assign ../shared/data/nudt_sirst:50_50/test
+
+Fits semantic-prior KD's image clusters (55 grey-level statistics -> filter -> standardise -> PCA 90 % ->
+KMeans, twice, the second time on the 32 statistics most informative about the first clusters) on the
+given (training) images only, and writes the fitted model as JSON. --assign places the images of other
+splits at the nearest centre without refitting; --table writes every image's statistics and cluster."""
+
+
+def run_clusters(args: argparse.Namespace) -> int:
+    """``irfoundry data clusters``: fit clusters on a split, write them, optionally assign other splits."""
+    import csv
+
+    import numpy as np
+
+    from irfoundry.data.clusters import ClusterSettings, fit_clusters, statistics_table
+    from irfoundry.data.dataset import DatasetSpec
+    from irfoundry.data.image_stats import FEATURE_NAMES
+
+    def spec_of(text: str, split: str | None) -> DatasetSpec:
+        spec = DatasetSpec.parse(text)
+        return DatasetSpec(spec.root, split) if split is not None else spec
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise DataError(f"{out} already exists; choose another --out or pass --overwrite (nothing was written)")
+    others = [spec_of(a, None) for a in args.assign]
+    fit_spec = spec_of(args.dataset, args.split)
+    t0 = time.perf_counter()
+    ids, table = statistics_table(fit_spec.resolve())
+    model = fit_clusters(ids, table, FEATURE_NAMES, ClusterSettings(k=args.k, top_features=args.top_features))
+    rows = [(str(fit_spec), i, int(c), t) for i, c, t in zip(ids, model.train_labels, table)]
+    for spec in others:
+        o_ids, o_table = statistics_table(spec.resolve())
+        rows += [(str(spec), i, int(c), t) for i, c, t in zip(o_ids, model.assign(o_table, FEATURE_NAMES), o_table)]
+    model.save(out)
+    sizes = np.bincount(model.train_labels, minlength=model.k)
+    print(f"fitted {model.k} clusters on {len(ids)} images of {fit_spec} ({len(model.columns)} statistics kept, "
+          f"{model.pca_components.shape[0]} PCA components) in {time.perf_counter() - t0:.1f} s -> {out}")
+    print(f"cluster sizes: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}; "
+          f"{int((sizes == 0).sum())} empty")
+    for spec in others:
+        assigned = np.array([c for s, _, c, _ in rows if s == str(spec)])
+        print(f"{spec}: {len(assigned)} images assigned to {len(np.unique(assigned))} clusters")
+    if args.table:
+        with open(args.table, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["split", "id", "cluster", *FEATURE_NAMES])
+            for s, i, c, t in rows:
+                w.writerow([s, i, c, *(f"{v:.7g}" for v in t)])
+        print(f"wrote the statistics and clusters of {len(rows)} images to {args.table}")
+    return 0
+
+
 def run_synth(args: argparse.Namespace) -> int:
     """``irfoundry data synth``: write the synthetic dataset; returns 0."""
     t0 = time.perf_counter()
@@ -90,7 +146,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "  irfoundry data check ../shared/data/sirst:../shared/data/splits/basicirstd/NUAA-SIRST/test.txt\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = data.add_subparsers(dest="data_command", metavar="{synth,check,points}")
+    sub = data.add_subparsers(dest="data_command", metavar="{synth,check,points,clusters}")
     sub.required = True
 
     synth = sub.add_parser(
@@ -137,4 +193,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     points.add_argument("--seed", type=int, default=0, help="seed of the coarse draws (default 0)")
     points.add_argument("--out", required=True, help="output .csv or .json")
     points.set_defaults(func=run_points)
+
+    clusters = sub.add_parser(
+        "clusters",
+        help="fit semantic-prior KD's image clusters on training images; assign other splits",
+        description="Fit the image clusters of semantic-prior KD on one split's images only and save them.",
+        epilog=_CLUSTERS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    clusters.add_argument("dataset", help="dataset folder, PATH:SPLIT or PATH:/path/split.txt (the fitted images)")
+    clusters.add_argument("--split", default=None, help="split to fit on (default: the one in DATASET)")
+    clusters.add_argument("--k", type=int, default=256, help="clusters (default 256, the released value; at most "
+                          "the number of images)")
+    clusters.add_argument("--top-features", type=int, default=32, help="statistics kept for the second fit (32)")
+    clusters.add_argument("--assign", action="append", default=[], metavar="PATH:SPLIT",
+                          help="also assign this split's images to the nearest centre (repeatable)")
+    clusters.add_argument("--table", default=None, metavar="CSV", help="write every image's statistics and cluster")
+    clusters.add_argument("--out", required=True, help="output .json (the fitted clusters)")
+    clusters.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    clusters.set_defaults(func=run_clusters)
     return data
