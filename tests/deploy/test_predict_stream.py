@@ -125,6 +125,10 @@ def test_inputs_and_sizes_are_checked_before_anything_is_written(unet_weights, t
         parse_frame_size("640")
     with pytest.raises(ConfigError, match="once"):
         expand_inputs(["-", "-"])
+    Image.fromarray(_frames(1)[0]).save(tmp_path / "a.png")
+    with pytest.raises(ConfigError, match="input multiple 32"):
+        predict(unet_weights, [tmp_path / "a.png"], tmp_path / "tiles", tile=TileSettings(64, 64))
+    assert not (tmp_path / "tiles").exists()
 
 
 def test_predict_tiles_large_frames(unet_weights, tmp_path):

@@ -166,6 +166,8 @@ def predict(
     streams = any(s == STDIN or Path(s).suffix.lower() not in IMAGE_SUFFIXES for s in sources)
     save = (() if streams else IMAGE_OUTPUTS) if save is None else tuple(save)
     predictor, meta = Predictor.from_checkpoint(checkpoint, device=device, norm=norm, backend=backend)
+    if tile is not None:
+        tile.aligned(predictor.multiple)  # a tile that cannot hold the overlap is refused before anything is written
     threshold = float(meta.get("threshold", 0.5) if threshold is None else threshold)
     if not 0.0 <= threshold < 1.0:
         raise ConfigError(f"threshold must lie in [0, 1), got {threshold}")
