@@ -31,6 +31,7 @@ from irfoundry.jsonio import write_json
 EPILOG = """examples:
   OMP_NUM_THREADS=2 irfoundry bench predict --model acm --frames 1000 --threads 2 --json predict.json
   irfoundry bench predict --checkpoint runs/acm/best.safetensors --frames 200 --save prob,mask,overlay
+(seeded random weights flood the map with targets: measure post-processing with a trained --checkpoint)
 """
 
 
@@ -103,7 +104,8 @@ def run(args: dict) -> dict[str, Any]:
                                                                                              "model": meta.get("model_name")},
            "model_frames_per_s": model_fps, "predict_frames_per_s": result["frames_per_s"],
            "predict_over_model": result["frames_per_s"] / model_fps, "predict_seconds": result["seconds"],
-           "model_seconds": model_s, "backend": result["backend"]}
+           "model_seconds": model_s, "backend": result["backend"], "targets_per_frame": result["targets"] / a["frames"],
+           "weights": str(a["checkpoint"]) if a["checkpoint"] else "seeded random"}
     if a["json"]:
         out["json"] = str(write_json(out, a["json"]))
     return out
@@ -112,7 +114,9 @@ def run(args: dict) -> dict[str, Any]:
 def format_table(result: dict) -> str:
     m, s = result["machine"], result["settings"]
     lines = [f"{s['frames']} frames {s['frame_size']} ({s['data']}), {s['model']}, batch {s['batch']}, save "
-             f"{s['save']}, backend {result['backend']}; {m['cpu']}, torch {m['torch']} with {m['torch_threads']} threads",
+             f"{s['save']}, backend {result['backend']}, weights {result['weights']}; {m['cpu']}, torch {m['torch']} with "
+             f"{m['torch_threads']} threads",
+             f"targets per frame: {result['targets_per_frame']:.1f} (post-processing grows with them)",
              f"network alone: {result['model_frames_per_s']:.1f} frames/s ({result['model_seconds']:.1f} s)",
              f"predict:       {result['predict_frames_per_s']:.1f} frames/s ({result['predict_seconds']:.1f} s)",
              f"predict / network: {result['predict_over_model']:.2f}"]
