@@ -11,6 +11,8 @@ points::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 #: public name -> module that defines it
 _EXPORTS = {
@@ -32,3 +34,19 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _EngineModule(types.ModuleType):
+    """Keeps ``irfoundry.engine.evaluate`` (and ``predict``, ``export``, ``train``) the function: the import
+    system sets a package attribute to a submodule of the same name when the submodule is first imported
+    directly (``from irfoundry.engine.evaluate import evaluate``), which would otherwise hide the function
+    from a later ``from irfoundry.engine import evaluate``."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if (isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _EngineModule
