@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from irfoundry.bench.tiling import _frame_images, mosaic
+from irfoundry.bench.tiling import frame_images, mosaic
 from irfoundry.bench.train import machine_info
 from irfoundry.errors import ConfigError
 from irfoundry.jsonio import write_json
@@ -73,7 +73,7 @@ def run(args: dict) -> dict[str, Any]:
     if a["threads"]:
         torch.set_num_threads(int(a["threads"]))
     save = [s for s in str(a["save"]).split(",") if s and s != "none"]
-    images, source = _frame_images(a["data"], a["seed"])
+    images, source = frame_images(a["data"], a["seed"])
     with tempfile.TemporaryDirectory(prefix="irfoundry-bench-predict-") as tmp:
         folder = Path(tmp) / "frames"
         folder.mkdir()

@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _frame_images(data: str | None, seed: int) -> tuple[list[np.ndarray], str]:
+def frame_images(data: str | None, seed: int) -> tuple[list[np.ndarray], str]:
     from irfoundry.data.io import read_image
     from irfoundry.deploy.frames import IMAGE_SUFFIXES
 
@@ -103,19 +103,13 @@ def _median(fn, repeats: int) -> tuple[float, Any]:
 def bench_host(predictor, frame: np.ndarray, settings, repeats: int) -> dict:
     import torch
 
-    from irfoundry.deploy.tiling import tile_starts, tiled_probabilities
-    from irfoundry.engine.inference import padded_canvas
+    from irfoundry.deploy.tiling import tile_grid, tiled_probabilities
 
     t_whole, whole = _median(lambda: predictor.predict(frame), repeats)
     t_tiled, tiled = _median(lambda: tiled_probabilities(predictor, frame, settings), repeats)
     h, w = frame.shape
-    H, W, _, _ = padded_canvas(h, w, predictor.multiple, predictor.padding)
-    tile, overlap = settings.aligned(predictor.multiple)
-    th, tw = min(tile, H), min(tile, W)
-    canvas = torch.zeros(1, H, W)
-    canvas[:, :h, :w] = predictor.normalise(frame)
-    boxes = [(y, x) for y in tile_starts(H, th, overlap, predictor.multiple)
-             for x in tile_starts(W, tw, overlap, predictor.multiple)]
+    canvas, ys, xs, (th, tw) = tile_grid(predictor, frame, settings)
+    boxes = [(y, x) for y in ys for x in xs]
     tiles = torch.stack([canvas[:, y : y + th, x : x + tw] for y, x in boxes])
     t_batch, _ = _median(lambda: predictor.batch_probabilities({"image": tiles, "box": [(0, 0, th, tw)] * len(boxes)}),
                          repeats)
@@ -150,7 +144,7 @@ def run(args: dict) -> dict[str, Any]:
     if a["threads"]:
         torch.set_num_threads(int(a["threads"]))
     settings = TileSettings(a["tile"], a["overlap"], a["blend"], batch=64)
-    images, source = _frame_images(a["data"], a["seed"])
+    images, source = frame_images(a["data"], a["seed"])
     frame = mosaic(images, fh, fw)
     rows = []
     for name, ckpt in zip(models, checkpoints):

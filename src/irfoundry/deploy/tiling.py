@@ -32,7 +32,7 @@ import torch
 from irfoundry.engine.inference import Predictor, padded_canvas
 from irfoundry.errors import ConfigError
 
-__all__ = ["BLENDS", "TileSettings", "tile_starts", "tiled_probabilities"]
+__all__ = ["BLENDS", "TileSettings", "tile_grid", "tile_starts", "tiled_probabilities"]
 
 BLENDS = ("crop", "linear")
 
@@ -97,18 +97,28 @@ def _ramp(start: int, tile: int, length: int, overlap: int) -> np.ndarray:
     return w
 
 
-def tiled_probabilities(predictor: Predictor, image: np.ndarray, settings: TileSettings) -> np.ndarray:
-    """Probability map ``float32 h x w`` of one raw image (``float32 h x w`` in [0, 1]) by tiles."""
+def tile_grid(predictor: Predictor, image: np.ndarray, settings: TileSettings) -> tuple[torch.Tensor, list[int],
+                                                                                    list[int], tuple[int, int]]:
+    """``(canvas, row starts, column starts, (tile height, tile width))`` of one raw image (``float32 h x w``):
+    the normalised image padded as a whole-frame pass pads it (``1 x H x W``) and where its tiles start."""
     h, w = image.shape[-2:]
     multiple = predictor.multiple
     H, W, _, _ = padded_canvas(h, w, multiple, predictor.padding)
     tile, overlap = settings.aligned(multiple)
-    if H <= tile and W <= tile:
-        return predictor.predict(image)
     canvas = torch.zeros(1, H, W)
     canvas[:, :h, :w] = predictor.normalise(image)
     th, tw = min(tile, H), min(tile, W)
-    ys, xs = tile_starts(H, th, overlap, multiple), tile_starts(W, tw, overlap, multiple)
+    return canvas, tile_starts(H, th, overlap, multiple), tile_starts(W, tw, overlap, multiple), (th, tw)
+
+
+def tiled_probabilities(predictor: Predictor, image: np.ndarray, settings: TileSettings) -> np.ndarray:
+    """Probability map ``float32 h x w`` of one raw image (``float32 h x w`` in [0, 1]) by tiles."""
+    h, w = image.shape[-2:]
+    canvas, ys, xs, (th, tw) = tile_grid(predictor, image, settings)
+    if ys == xs == [0]:  # the canvas fits one tile: one whole-frame pass
+        return predictor.predict(image)
+    H, W = canvas.shape[-2:]
+    overlap = settings.aligned(predictor.multiple)[1]
     boxes = [(y, x) for y in ys for x in xs]
     out = np.zeros((H, W), dtype=np.float64 if settings.blend == "linear" else np.float32)
     weight = np.zeros((H, W)) if settings.blend == "linear" else None
