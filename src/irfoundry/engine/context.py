@@ -18,8 +18,8 @@ from irfoundry.engine.inference import Predictor
 from irfoundry.errors import ConfigError, IRFoundryError
 from irfoundry.methods.context import EpochMeans
 
-#: name of the evolving label store in ``ctx.stores`` (:attr:`irfoundry.methods.context.DataRequests.label_store`)
-LABEL_STORE = "labels"
+from irfoundry.engine.label_stores import TRAIN_LABELS as LABEL_STORE
+from irfoundry.engine.label_stores import VAL_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
     from irfoundry.engine.module import IRSTDModule
@@ -65,6 +65,10 @@ class LightningStepContext:
         return int(self._trainer.max_epochs)
 
     @property
+    def is_last_batch(self) -> bool:
+        return bool(self._trainer.is_last_batch)
+
+    @property
     def world_size(self) -> int:
         return int(self._trainer.world_size)
 
@@ -82,6 +86,8 @@ class LightningStepContext:
         stores = dict(getattr(dm, "stores", {}) or {})
         if getattr(dm, "label_store", None) is not None:
             stores[LABEL_STORE] = dm.label_store
+        if getattr(dm, "val_label_store", None) is not None:
+            stores[VAL_LABELS] = dm.val_label_store
         return stores
 
     @property

@@ -29,7 +29,9 @@ Method requests (:class:`~irfoundry.methods.context.DataRequests`): features (``
 built in :meth:`setup`, i.e. once per process after DDP is initialised (a disk cache is then built once, in
 shards, by all ranks); the training crops snap to their stride and training items carry them. Named
 loaders (:meth:`named_loader`): ``train_full`` (the training images whole, un-augmented, sharded like
-validation) and ``val_crops`` (augmented crops of the validation split, seeded like training).
+validation), ``train_crops`` (a second seeded stream of training crops), ``val_crops`` (augmented crops of
+the validation split, seeded like training) and ``val_full`` (the validation images whole). Label stores
+(:mod:`irfoundry.engine.label_stores`) and per-image attributes are built in :meth:`setup` too.
 """
 
 from __future__ import annotations
@@ -41,9 +43,8 @@ from functools import partial
 from typing import Sequence
 
 import lightning as L
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from irfoundry.data import (
     DatasetSpec,
@@ -61,108 +62,14 @@ from irfoundry.data.pool import TrainingPool
 from irfoundry.engine.config import DataConfig
 from irfoundry.engine.inference import pad_collate
 from irfoundry.engine.resume_state import ResumableLoader
+from irfoundry.engine.samplers import CountedDataset, EpochSeededSampler, EvalShardSampler
 from irfoundry.errors import ConfigError, DataError
 from irfoundry.methods.context import LOADER_NAMES, FeatureRequest
 from irfoundry.models.base import DEFAULT_INPUT_MULTIPLE
 
 log = logging.getLogger(__name__)
 
-
-class EpochSeededSampler(Sampler[int]):
-    """Random order that depends only on ``(seed, epoch)``; ``set_epoch`` also selects the dataset's
-    augmentation epoch (items draw from ``default_rng([seed, epoch, index])``).
-
-    Lightning calls ``set_epoch`` before every training epoch (also after ``--resume``), so a resumed run
-    sees exactly the batches and crops an uninterrupted one would.
-
-    With ``num_replicas > 1`` (DDP) every process draws the same permutation, extends it by wrap-around
-    to a multiple of ``num_replicas`` (so all processes run the same number of steps; at most
-    ``num_replicas - 1`` images are seen twice per epoch) and takes positions ``rank, rank + W, ...``.
-    ``num_replicas=1`` yields the permutation itself. With a training ``pool`` the permutation is of the
-    pool's members (an image keeps its dataset index, hence its crops' seeds, whether or not others are in).
-    """
-
-    def __init__(self, dataset: IRSTDDataset, seed: int, num_replicas: int = 1, rank: int = 0,
-                 pool: TrainingPool | None = None) -> None:
-        _check_rank(num_replicas, rank)
-        self.dataset = dataset
-        #: draw from these dataset indices only (read when the loader is built / iterated), else all
-        self.pool = pool
-        self.seed = int(seed)
-        self.num_replicas, self.rank = int(num_replicas), int(rank)
-        self.epoch = 0
-        self._skip: tuple[int, int] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.dataset.set_epoch(epoch)
-
-    def skip_in_epoch(self, epoch: int, n_samples: int) -> None:
-        """Make the next pass over ``epoch`` start after its first ``n_samples`` (of this process): the
-        part of the epoch a resumed run already trained on. Also selects ``epoch``."""
-        self.set_epoch(epoch)
-        self._skip = (int(epoch), int(n_samples)) if n_samples > 0 else None
-
-    def _indices(self) -> list[int]:
-        return self.pool.indices() if self.pool is not None else list(range(len(self.dataset)))
-
-    def __len__(self) -> int:
-        return -(-len(self._indices()) // self.num_replicas)
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        indices = self._indices()
-        order = [indices[i] for i in torch.randperm(len(indices), generator=g).tolist()]
-        if self.num_replicas > 1:
-            total = len(self) * self.num_replicas
-            order = [order[i % len(order)] for i in range(total)][self.rank :: self.num_replicas]
-        skip, self._skip = self._skip, None
-        start = skip[1] if skip is not None and skip[0] == self.epoch else 0
-        return iter(order[start:])
-
-
-class EvalShardSampler(Sampler[tuple[int, bool]]):
-    """Shard of an evaluation set in which every image is counted exactly once over all processes.
-
-    Yields ``(index, counted)`` keys for :class:`CountedDataset`: process ``rank`` gets images
-    ``rank, rank + W, ...`` with ``counted=True``, then repeats of its own first image with
-    ``counted=False`` until every process has ``ceil(n / W)`` items. Equal lengths keep the processes in
-    step (DDP synchronises module buffers on the first forward after training; a rank with fewer batches
-    would leave the others waiting), and the flag keeps the repeats out of the metric.
-    """
-
-    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0) -> None:
-        _check_rank(num_replicas, rank)
-        self.n, self.num_replicas, self.rank = int(n), int(num_replicas), int(rank)
-
-    def __len__(self) -> int:
-        return -(-self.n // self.num_replicas) if self.n else 0
-
-    def __iter__(self):
-        own = list(range(self.rank, self.n, self.num_replicas))
-        fill = own[0] if own else 0  # a rank past the end of a tiny split re-reads image 0, uncounted
-        keys = [(i, True) for i in own] + [(fill, False)] * (len(self) - len(own))
-        return iter(keys)
-
-
-class CountedDataset(Dataset):
-    """Wraps an evaluation dataset for :class:`EvalShardSampler`: ``ds[(index, counted)]`` is
-    ``ds.dataset[index]`` plus the ``counted`` flag."""
-
-    def __init__(self, dataset: IRSTDDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, bool]) -> dict:
-        index, counted = key
-        return {**self.dataset[index], "counted": bool(counted)}
-
-
-def _check_rank(num_replicas: int, rank: int) -> None:
-    if num_replicas < 1 or not 0 <= rank < num_replicas:
-        raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}")
+__all__ = ["CountedDataset", "EpochSeededSampler", "EvalShardSampler", "IRSTDDataModule", "eval_loader"]
 
 
 class IRSTDDataModule(L.LightningDataModule):
@@ -229,6 +136,8 @@ class IRSTDDataModule(L.LightningDataModule):
             train, transform=self.transform, norm=self.norm, seed=cfg.seed, split=cfg.train_split, labels=self.labels
         )
         self.val_set = IRSTDDataset(val, norm=self.norm, split="val", labels=val_clicks) if val else None
+        #: the validation split's clicks (point supervision), whatever validation scores
+        self.val_clicks = clicks if cfg.labels == "points" and val else None
         self._feature_requests: list[FeatureRequest] = []
         #: built per-crop stores (``{name: store}``), once :meth:`setup` ran
         self.stores: dict = {}
@@ -236,8 +145,12 @@ class IRSTDDataModule(L.LightningDataModule):
         self.label_store = None
         #: the pool the training crops come from (:meth:`request_label_store` with ``pool``), else ``None``
         self.train_pool: TrainingPool | None = None
-        self._label_store_requested = False
-        self._label_init = None
+        #: the evolving validation labels (``request_label_store(val=True)``), once :meth:`setup` ran
+        self.val_label_store = None
+        #: per-image attribute tables ``{name: {id: value}}`` (:meth:`request_attributes`), once :meth:`setup` ran
+        self.attributes: dict | None = None
+        self._label_store_requested = self._val_label_store_requested = False
+        self._label_init = self._attributes_request = None
 
     def _check_val_masks(self, val) -> None:
         missing = [s.id for s in val if s.mask is None]
@@ -256,45 +169,61 @@ class IRSTDDataModule(L.LightningDataModule):
             raise ConfigError(f"feature names {names} must be unique and not one of {sorted(reserved)}")
         self._feature_requests = list(requests)
 
-    def request_label_store(self, init=None, pool: bool = False) -> None:
+    def request_label_store(self, init=None, pool: bool = False, val: bool = False) -> None:
         """Train on a per-image label store initialised from the configured labels, optionally through
-        ``init`` and from a training pool (see :class:`~irfoundry.methods.context.DataRequests`: ``label_store``,
-        ``label_init``, ``train_pool``), built in :meth:`setup`."""
-        self._label_store_requested = True
-        self._label_init = init
+        ``init``, from a training pool, and with a validation label store (see
+        :class:`~irfoundry.methods.context.DataRequests`: ``label_store``, ``label_init``, ``train_pool``,
+        ``val_label_store``), built in :meth:`setup`."""
+        if val and not self.has_val:
+            raise ConfigError("the method evolves validation pseudo-labels (val_label_store) but the run has no "
+                              "validation split (data.val_split: none); give one")
+        if val and self.val_clicks is None:
+            raise ConfigError("the method evolves validation pseudo-labels from the validation split's clicks; "
+                              "train with data.labels: points")
+        self._label_store_requested, self._label_init, self._val_label_store_requested = True, init, bool(val)
         if pool:
             self.train_pool = TrainingPool([s.id for s in self.train_samples])
 
-    def _build_label_store(self) -> None:
-        from irfoundry.data.io import read_image, read_image_info
-        from irfoundry.data.labels import StoreLabels
-        from irfoundry.data.store import PerImageStore
+    def request_attributes(self, compute) -> None:
+        """Serve ``compute(train_samples, val_samples) -> {name: {id: value}}`` as per-image batch entries
+        (:attr:`~irfoundry.methods.context.DataRequests.attributes`), computed in :meth:`setup`."""
+        self._attributes_request = compute
 
-        samples = self.train_samples
-        sizes = [tuple(read_image_info(s.image).size) for s in samples]
-        store = PerImageStore([s.id for s in samples], sizes, [(1, 1)], dtype="float32", name="labels",
-                              key={"labels": self.labels.describe(), "ids": [s.id for s in samples]}).allocate()
-        members = []
-        for s, size in zip(samples, sizes):
-            label = self.labels.load(s, size)
-            if self._label_init is not None:
-                grey = np.rint(read_image(s.image) * np.float32(255)).astype(np.uint8)
-                label, keep = self._label_init(grey, label)
-                if keep:
-                    members.append(s.id)
-            store.write(s.id, [np.asarray(label, dtype=np.float32)[None]])
-        self.label_store = store
-        self.train_set.labels = StoreLabels(store)
+    def _build_label_stores(self) -> None:
+        from irfoundry.data.labels import StoreLabels
+        from irfoundry.engine.label_stores import TRAIN_LABELS, VAL_LABELS, build_label_store
+
+        self.label_store, members = build_label_store(self.train_samples, self.labels, self._label_init, TRAIN_LABELS)
+        self.train_set.labels = StoreLabels(self.label_store)
         if self.train_pool is not None and self._label_init is not None:
             self.train_pool.set(members)
-        log.info("label store: %d training images, initialised from %s%s", len(samples), self.labels.describe(),
-                 f"; training pool {len(self.train_pool)} of them" if self.train_pool is not None else "")
+        if self._val_label_store_requested:
+            self.val_label_store, _ = build_label_store(self.val_samples, self.val_clicks, self._label_init,
+                                                        VAL_LABELS)
+
+    def run_labels(self):
+        """The :class:`~irfoundry.engine.label_stores.RunLabels` of this run (``None`` without a label store)."""
+        from irfoundry.engine.label_stores import RunLabels
+
+        if self.label_store is None:
+            return None
+        return RunLabels(self.label_store, self.train_pool, self.val_label_store)
+
+    def _build_attributes(self) -> None:
+        from irfoundry.data.labels import attributes_of
+
+        tables = {k: dict(v) for k, v in self._attributes_request(self.train_samples, self.val_samples).items()}
+        attributes_of([*self.train_samples, *self.val_samples], tables)
+        self.attributes = tables
+        self.train_set.attributes = tables
 
     def setup(self, stage: str | None = None) -> None:
         if stage not in (None, "fit"):
             return
         if self._label_store_requested and self.label_store is None:
-            self._build_label_store()
+            self._build_label_stores()
+        if self._attributes_request is not None and self.attributes is None:
+            self._build_attributes()
         if not self._feature_requests or self.stores:
             return
         from irfoundry.foundation.cache import FeatureCache
@@ -370,25 +299,43 @@ class IRSTDDataModule(L.LightningDataModule):
         carry ``counted`` flags."""
         return self._sharded(self.val_set)
 
+    def _val_labels_source(self):
+        """Targets of the validation crops / images a method trains on: the validation label store, else the
+        configured labels (clicks under point supervision, else the masks)."""
+        from irfoundry.data.labels import StoreLabels
+
+        if self.val_label_store is not None:
+            return StoreLabels(self.val_label_store)
+        return self.val_clicks
+
+    def _crops(self, samples, labels, seed: int, split: str, pool: TrainingPool | None = None) -> DataLoader:
+        crops = IRSTDDataset(samples, transform=self.transform, norm=self.norm, seed=seed, split=split, labels=labels,
+                             attributes=self.attributes)
+        world, rank = self.replicas()
+        sampler = EpochSeededSampler(crops, seed, num_replicas=world, rank=rank, pool=pool)
+        return DataLoader(crops, batch_size=self.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
+                          collate_fn=collate, drop_last=len(sampler) > self.batch_size, generator=_own_generator())
+
     def named_loader(self, name: str) -> DataLoader:
-        """``train_full`` or ``val_crops`` (see the module docstring); the sampler's ``set_epoch`` selects
-        the epoch of ``val_crops`` ' seeded crops."""
+        """``train_full``, ``train_crops``, ``val_crops`` or ``val_full`` (see the module docstring); the
+        sampler's ``set_epoch`` selects the epoch of the seeded crops."""
         if name == "train_full":
             full = IRSTDDataset(self.train_samples, norm=self.norm, split=self.cfg.train_split,
-                                labels=self.train_set.labels, crop_stores=self.stores)
+                                labels=self.train_set.labels, crop_stores=self.stores, attributes=self.attributes)
             # per-image features of images of different sizes are not padded: one image per batch then
             return self._sharded(full, 1 if self.stores else None)
-        if name == "val_crops":
-            if not self.has_val:
-                raise ConfigError("the method reads validation crops (val_crops) but the run has no validation split "
-                                  "(data.val_split: none); give one")
-            crops = IRSTDDataset(self.val_samples, transform=self.transform, norm=self.norm, seed=self.cfg.seed + 1,
-                                 split="val")
-            world, rank = self.replicas()
-            sampler = EpochSeededSampler(crops, self.cfg.seed + 1, num_replicas=world, rank=rank)
-            return DataLoader(crops, batch_size=self.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
-                              collate_fn=collate, drop_last=len(sampler) > self.batch_size, generator=_own_generator())
-        raise ConfigError(f"unknown loader {name!r}; the engine offers {', '.join(LOADER_NAMES)}")
+        if name == "train_crops":
+            return self._crops(self.train_samples, self.train_set.labels, self.cfg.seed + 2, self.cfg.train_split,
+                               self.train_pool)
+        if name not in ("val_crops", "val_full"):
+            raise ConfigError(f"unknown loader {name!r}; the engine offers {', '.join(LOADER_NAMES)}")
+        if not self.has_val:
+            raise ConfigError(f"the method reads validation images ({name}) but the run has no validation split "
+                              "(data.val_split: none); give one")
+        if name == "val_full":
+            return self._sharded(IRSTDDataset(self.val_samples, norm=self.norm, split="val",
+                                              labels=self._val_labels_source(), attributes=self.attributes))
+        return self._crops(self.val_samples, self._val_labels_source(), self.cfg.seed + 1, "val")
 
 
 def derived_points_kind(points: str | None) -> tuple[str, int] | None:

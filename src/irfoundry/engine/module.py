@@ -209,17 +209,14 @@ class IRSTDModule(L.LightningModule):
     def commit_labels(self) -> None:
         """Snapshot the label store (every process wrote the same maps) as ``RUN/labels/<version>``; keep only
         it and the one the last resume state names."""
-        store = getattr(self.trainer.datamodule, "label_store", None)
-        if store is None:
+        labels = self.trainer.datamodule.run_labels() if hasattr(self.trainer.datamodule, "run_labels") else None
+        if labels is None:
             raise ConfigError(f"method {self.method.name!r} commits labels but did not request a label store "
                               "(DataRequests(label_store=True))")
         self._label_commits += 1
         version = f"{self._label_commits:04d}-epoch{self.current_epoch:04d}"
         if self.trainer.is_global_zero:
-            store.save(self._labels_dir() / version)
-            pool = getattr(self.trainer.datamodule, "train_pool", None)
-            if pool is not None:
-                pool.save(self._labels_dir() / version)
+            labels.save(self._labels_dir() / version)
         self.trainer.strategy.barrier("irfoundry.commit_labels")
         self._labels_version = version
         self._prune_labels()
@@ -239,10 +236,7 @@ class IRSTDModule(L.LightningModule):
         if self._labels_version is None or self._labels_restored:
             return
         dm = self.trainer.datamodule
-        folder = self._labels_dir() / self._labels_version
-        dm.label_store.load(folder)
-        if getattr(dm, "train_pool", None) is not None:
-            dm.train_pool.load(folder)
+        dm.run_labels().load(self._labels_dir() / self._labels_version)
         self._labels_restored = True
 
     def on_resume_state_saved(self) -> None:

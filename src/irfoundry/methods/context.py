@@ -45,7 +45,12 @@ class DataRequests:
         features: per-crop feature stores to attach to training batches (:class:`FeatureRequest`).
         loaders: named extra loaders the method iterates through :meth:`StepContext.loader` /
             :meth:`StepContext.next_batch` (``"train_full"``: the training images whole, un-augmented, each
-            rank its shard; ``"val_crops"``: augmented crops of the validation split, like training crops).
+            rank its shard; ``"train_crops"``: a second, independently seeded stream of training crops (from the
+            training pool, targets from the label store: e.g. an outer step's training batch); ``"val_crops"``:
+            augmented crops of the validation split, like training crops, whose targets are the validation label
+            store's with ``val_label_store``, else the validation split's configured labels (clicks for point
+            supervision: never a mask the run may not read); ``"val_full"``: the validation images whole,
+            un-augmented, sharded like validation, targets as ``val_crops``).
         label_store: train on an evolving per-image label store instead of the configured labels: the engine
             builds ``stores["labels"]`` (one float map per training image at its size, initialised from the
             configured labels, e.g. point clicks) and serves it as ``batch["target"]`` of the training crops and
@@ -62,6 +67,14 @@ class DataRequests:
             them. Each epoch is then one pass over the pool (the loader is rebuilt every epoch).
         labels: the label source the method needs (``"points"``: it trains on clicks); the run is refused
             before anything is written when ``data.labels`` differs.
+        val_label_store: also evolve labels of the validation split: ``stores["val_labels"]``, initialised from
+            the validation split's clicks through ``label_init`` (every image kept), served as the targets of
+            ``val_crops`` and ``val_full``, snapshotted with the training labels by ``commit_labels``. The
+            engine's validation still scores the configured validation labels (``data.val_labels``).
+        attributes: ``attributes(train_samples, val_samples) -> {name: {id: value}}``: per-image values
+            (e.g. a cluster id) computed once per process when the data is set up (from the training images
+            only, or as the method decides), served as ``batch[name]`` (a ``B`` tensor of ints / floats) on
+            the training crops and every named loader. Every training and validation id needs a value.
     """
 
     features: Sequence[FeatureRequest] = ()
@@ -70,13 +83,16 @@ class DataRequests:
     label_init: Callable[[Any, Any], tuple[Any, bool]] | None = None
     train_pool: bool = False
     labels: str | None = None
+    val_label_store: bool = False
+    attributes: Callable[[Sequence[Any], Sequence[Any]], Mapping[str, Mapping[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
-        if (self.label_init is not None or self.train_pool) and not self.label_store:
-            raise ConfigError("DataRequests: label_init and train_pool come with the label store (label_store=True)")
+        if (self.label_init is not None or self.train_pool or self.val_label_store) and not self.label_store:
+            raise ConfigError("DataRequests: label_init, train_pool and val_label_store come with the label store "
+                              "(label_store=True)")
 
 
-LOADER_NAMES = ("train_full", "val_crops")
+LOADER_NAMES = ("train_full", "train_crops", "val_crops", "val_full")
 """The named loaders an engine offers (see :class:`DataRequests`)."""
 
 
@@ -89,6 +105,8 @@ class StepContext(Protocol):
             ``optimizer.step()`` of every optimiser counts).
         max_epochs: the run's length in epochs.
         world_size, rank: processes of the run (1 and 0 without DDP).
+        is_last_batch: the batch being trained on is the epoch's last (a phase that ends an epoch, such as an
+            outer step, runs in this step: before the epoch's validation).
         device: where the method's parameters live.
         run_dir: the run folder (for stores the method saves), ``None`` outside ``train``.
         norm: the run's train-split normalisation ``{"mean", "std"}`` in [0, 1] units.
@@ -99,14 +117,15 @@ class StepContext(Protocol):
     max_epochs: int
     world_size: int
     rank: int
+    is_last_batch: bool
     device: torch.device
     run_dir: Path | None
     norm: Mapping[str, float]
 
     @property
     def stores(self) -> Mapping[str, Any]:
-        """The run's per-image stores by name (the feature caches of :attr:`DataRequests.features`, and
-        ``"labels"`` with :attr:`DataRequests.label_store`)."""
+        """The run's per-image stores by name (the feature caches of :attr:`DataRequests.features`,
+        ``"labels"`` with :attr:`DataRequests.label_store`, ``"val_labels"`` with ``val_label_store``)."""
         ...
 
     @property
@@ -240,6 +259,8 @@ class LocalStepContext:
         self.norm = dict(norm or {"mean": 0.0, "std": 1.0})
         self.epoch, self.global_step, self.max_epochs = 0, 0, int(max_epochs)
         self.world_size, self.rank, self.run_dir = 1, 0, None
+        #: set by the caller's loop on an epoch's last batch
+        self.is_last_batch = False
         self.gradient_clip_val = gradient_clip_val
         self.stores: dict[str, Any] = {}
         #: a :class:`~irfoundry.data.pool.TrainingPool` the caller sets, if the method uses one
