@@ -53,7 +53,9 @@ from irfoundry.methods.pal_labels import contour_mask, mined_mask, mining_accept
 
 
 @dataclass
-class PALOptions:
+class LabelEvolutionOptions:
+    """PAL's pool, evolution and mining options (shared by the methods built on PAL's labels)."""
+
     #: phases as shares of trainer.max_epochs (``clear_inital_ratio``, ``final_epoch_ratio``)
     warmup_fraction: float = 0.2
     final_fraction: float = 0.8
@@ -79,17 +81,9 @@ class PALOptions:
     canny_high: float = 40.0
     max_contour_area: float = 50.0
     easy_share: float = 0.8
-    #: loss (``edgeSCE_loss``): edge weight, share of hardest pixels kept, which pixels get the weight
-    edge_weight: float = 4.0
-    keep_fraction: float = 0.5
-    edge_weighting: Literal["released", "edges"] = "released"
     #: train on the label > 0.5, as the released dataset reads the label PNG (``mask > 127.5``); False: the
     #: soft label itself
     binary_targets: bool = True
-    #: ``released``: the OHEM edge BCE above; or any loss of :data:`irfoundry.losses.LOSSES` (e.g. ``softiou``)
-    #: in its place, PAL's pool, evolution and mining unchanged (not PAL's recipe: for budgets its BCE needs
-    #: more steps than)
-    loss: str = "released"
 
     def __post_init__(self) -> None:
         if not 0 <= self.warmup_fraction < self.final_fraction <= 1:
@@ -100,16 +94,35 @@ class PALOptions:
         for key in ("neighbourhood", "core"):
             if getattr(self, key) < 1 or getattr(self, key) % 2 == 0:
                 raise ConfigError(f"method.options.{key} must be a positive odd box side, got {getattr(self, key)!r}")
-        for key in ("lose_ratio_init", "easy_share", "keep_fraction", "decay", "mining_threshold"):
+        for key in ("lose_ratio_init", "easy_share", "decay", "mining_threshold"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ConfigError(f"method.options.{key} must be in [0, 1], got {getattr(self, key)!r}")
+
+
+@dataclass
+class PALOptions(LabelEvolutionOptions):
+    """``method.options`` of ``pal``: the label evolution's, plus PAL's loss."""
+
+    #: loss (``edgeSCE_loss``): edge weight, share of hardest pixels kept, which pixels get the weight
+    edge_weight: float = 4.0
+    keep_fraction: float = 0.5
+    edge_weighting: Literal["released", "edges"] = "released"
+    #: ``released``: the OHEM edge BCE above; or any loss of :data:`irfoundry.losses.LOSSES` (e.g. ``softiou``)
+    #: in its place, PAL's pool, evolution and mining unchanged (not PAL's recipe: for budgets its BCE needs
+    #: more steps than)
+    loss: str = "released"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.keep_fraction <= 1:
+            raise ConfigError(f"method.options.keep_fraction must be in [0, 1], got {self.keep_fraction!r}")
         if self.edge_weighting not in ("released", "edges"):
             raise ConfigError(f"method.options.edge_weighting must be released or edges, got {self.edge_weighting!r}")
         if self.loss != "released":
             build_loss(self.loss)  # an unknown name is refused here, with the known ones
 
 
-def phase(o: PALOptions, next_epoch: int, max_epochs: int) -> str | None:
+def phase(o: LabelEvolutionOptions, next_epoch: int, max_epochs: int) -> str | None:
     """What runs before 0-based epoch ``next_epoch`` of ``max_epochs``: ``"mine"`` (evolution + mining),
     ``"evolve"``, or ``None`` (see the module docstring)."""
     if next_epoch >= max_epochs or next_epoch % o.update_every:
@@ -119,7 +132,7 @@ def phase(o: PALOptions, next_epoch: int, max_epochs: int) -> str | None:
     return "mine" if next_epoch <= int(max_epochs * o.final_fraction) else "evolve"
 
 
-def lose_ratio(o: PALOptions, next_epoch: int, max_epochs: int) -> float:
+def lose_ratio(o: LabelEvolutionOptions, next_epoch: int, max_epochs: int) -> float:
     """The share of lost clicks a mined image may have before epoch ``next_epoch`` (from 0.2 towards 1)."""
     span = max_epochs * (o.final_fraction - o.warmup_fraction)
     return o.lose_ratio_init + (next_epoch - max_epochs * o.warmup_fraction + 1) / span * (1 - o.lose_ratio_init)

@@ -1,0 +1,394 @@
+"""Semantic-prior KD: a foundation-conditioned teacher that shares the student's weights, cluster-reweighted
+bilevel training, PAL's label evolution driven by the teacher (arXiv 2605.14346, IJCAI-ECAI 2026; code
+yuanhang-yao/semantic-prior ``train.py``, ``utils/losses.py``, ``utils/gn_bilevel.py``, read at 551fdd5; MIT).
+
+From the released code (``[code]``; methods.md section 2b):
+
+* student = the host; teacher = the same host (the same parameters, not a copy) whose encoder stages are
+  modulated by :class:`~irfoundry.fusion.SCAM` from the frozen foundation's maps:
+  ``decode(modulate(encode(x), SCAM(foundation(x)), scale))``. The host alone ships (:meth:`export_model`).
+* inner step, every training batch (optimiser ``inner`` = the config's ``optim`` section, AdamW 1e-3 as
+  released, over host + SCAM): ``mean_i w_i [task(teacher_i) + kd_weight KD(student_i detached, teacher_i)] +
+  gate_weight mean|gate|`` with the cluster weights ``w`` detached
+  (:func:`~irfoundry.methods.bilevel.cluster_weights`), ``task`` = BCE with logits to the pseudo-label (> 0.5,
+  as the released dataset binarises it), ``KD(s, t) = MSE(sigmoid(s / T), sigmoid(t / T))``, ``T = 4``;
+  deep-supervision outputs: ``task`` averaged over the teacher's outputs, ``KD`` over the student's against
+  the teacher's main output (as ``kd_loss`` does);
+* outer phase after every epoch ``e`` with ``e % outer_every == 0`` (5; 0-based, epoch 0 included),
+  ``outer_steps`` (4) steps, each on a training batch (``train_crops``) and a validation batch
+  (``val_crops``, on the *validation pseudo-labels*): the Gauss-Newton hypergradient of
+  ``L_out = mean_i w_i [KD(student_i, teacher_i detached) + task(student_i)]`` over the host's parameters and
+  the cluster logits ``alpha`` (:func:`~irfoundry.methods.bilevel.gauss_newton_hypergradient`, ``eta`` = the
+  inner learning rate), stepped by its own AdamW (``lr_outer`` 1e-3, weight decay 0.01). It runs in the
+  epoch's last training step, so the epoch's validation sees its result (the reference evaluates after it);
+* labels: PAL's contour masks, pool, evolution and mining (:class:`~irfoundry.methods.pal.PAL`'s schedule:
+  after ``warmup_fraction`` of the epochs, every ``update_every``) with the *teacher's* predictions; the
+  validation split's pseudo-labels are initialised the same way (every image, no pool) and evolve with
+  every update (``stores["val_labels"]``; no mining).
+* clusters: :mod:`irfoundry.data.clusters`, fitted on the training images only (the reference fits on all
+  images, test included), validation images assigned to the nearest centre; saved as ``RUN/clusters.json``.
+
+Ours (``[recon]`` / engine choices, each an option):
+
+* the foundation: any of :func:`irfoundry.foundation.create_foundation` (the reference: DINOv3 ViT-S+/16's
+  13 hidden states, ``layers: hidden_states``, ``norm: last``; the offline default is the bundled
+  EfficientNet-Lite0 with every stage, projected by SCAM, see its docstring); ``weights: random`` is the
+  random-prior ablation (the same capacity, no pretrained semantics).
+* the teacher sees foundation maps of the full, un-augmented training image cut to the crop (the feature
+  cache, ``cache: memory``; the reference runs the VFM on the un-augmented crop; ``cache: off`` runs it on
+  every augmented crop); validation crops and full images always run it on the fly.
+* ``scale``: the reference's values are 0.12 (ALCL-Net) and 0.55 (MLCL-Net); for other hosts it must be
+  given (the configs: 0.55 for the three-stage ACM / ALCNet, 0.12 for the five-stage DNANet).
+* ``loss``: the task loss per image (``bce`` released; any :data:`irfoundry.losses.LOSSES` name, e.g.
+  ``softiou`` for the CPU-budget study, applied image by image so the cluster weights can weigh it).
+* under DDP the outer step's gradients are averaged over processes after each computed its own
+  hypergradient (the reference is single-GPU).
+
+Evaluation branches: ``host`` (the student, selects the ``best`` checkpoint) and ``teacher``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from irfoundry.engine.inference import crop
+from irfoundry.errors import ConfigError, DataError, ModelError
+from irfoundry.fusion import SCAM, modulate
+from irfoundry.losses import build_loss
+from irfoundry.methods.base import Batch, register_method
+from irfoundry.methods.bilevel import cluster_weights, gauss_newton_hypergradient
+from irfoundry.methods.context import BuildEnv, DataRequests, FeatureRequest, StepContext
+from irfoundry.methods.label_evolution import pal_update
+from irfoundry.methods.pal import PAL, LabelEvolutionOptions
+from irfoundry.models.base import is_encoder_decoder
+from irfoundry.optim import OptimizerSpec, build_optimizer, build_scheduler, param_groups
+
+#: batch keys of the cached foundation maps and of the cluster ids
+FEATURES, CLUSTER = "foundation", "cluster"
+#: the reference's modulation scale per host (``modulation_scale`` of its ALCL-Net / MLCL-Net)
+RELEASED_SCALES = {"alclnet": 0.12, "mlclnet": 0.55}
+CLUSTERS_FILE = "clusters.json"
+
+
+@dataclass
+class SemPriorOptions(LabelEvolutionOptions):
+    """``method.options`` of ``semprior`` (see the module docstring; PAL's label options are inherited)."""
+
+    foundation: str = "efficientnet_lite0"
+    weights: str | None = None
+    layers: list[int | str] | str | None = None
+    foundation_norm: bool | str = False
+    input_size: int | list[int] | None = None
+    cache: Any = "memory"
+    #: SCAM: the host's modulation scale (null: the released value of alclnet / mlclnet), MLP width,
+    #: residual gamma, zero-initialised output (not the reference)
+    scale: float | None = None
+    hidden: int = 128
+    residual_gamma: bool = True
+    zero_init: bool = False
+    #: inner loss: task loss name, KD weight and temperature, gate L1 weight
+    loss: str = "bce"
+    kd_weight: float = 0.1
+    kd_temperature: float = 4.0
+    gate_weight: float = 0.005
+    #: outer phase: every this many epochs, steps per phase, its AdamW, eta (null: the inner learning rate)
+    outer_every: int = 5
+    outer_steps: int = 4
+    lr_outer: float = 1.0e-3
+    outer_weight_decay: float = 0.01
+    eta: float | None = None
+    #: ``fit`` (on the training images, ``num_clusters``), a clusters JSON of ``irfoundry data clusters``, or
+    #: ``none`` (every weight 1)
+    clusters: str = "fit"
+    num_clusters: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        build_loss(self.loss)
+        for key in ("kd_weight", "gate_weight", "lr_outer", "outer_weight_decay"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"method.options.{key} must be >= 0, got {getattr(self, key)!r}")
+        if self.kd_temperature <= 0 or self.hidden < 1 or self.outer_every < 1 or self.outer_steps < 0:
+            raise ConfigError("method.options needs kd_temperature > 0, hidden >= 1, outer_every >= 1 and "
+                              f"outer_steps >= 0, got {self.kd_temperature}, {self.hidden}, {self.outer_every}, "
+                              f"{self.outer_steps}")
+        if self.scale is not None and not 0 <= self.scale <= 1:
+            raise ConfigError(f"method.options.scale must be in [0, 1], got {self.scale!r}")
+        if self.clusters == "fit" and self.num_clusters < 1:
+            raise ConfigError(f"method.options.num_clusters must be >= 1, got {self.num_clusters!r}")
+        if self.cache is None or self.cache is False:
+            self.cache = "off"
+
+
+def _outputs(out) -> list[Tensor]:
+    return [out] if isinstance(out, Tensor) else list(out)
+
+
+def kd_per_image(student: Sequence[Tensor], teacher_main: Tensor, temperature: float) -> Tensor:
+    """``B``: ``MSE(sigmoid(s / T), sigmoid(t / T))`` per image, averaged over the student's outputs."""
+    soft_t = torch.sigmoid(teacher_main / temperature)
+    terms = [F.mse_loss(torch.sigmoid(s / temperature), soft_t, reduction="none").flatten(1).mean(1) for s in student]
+    return sum(terms) / len(terms)
+
+
+@register_method("semprior", options=SemPriorOptions)
+class SemPrior(PAL):
+    """Semantic-prior KD around ``host`` (see the module docstring).
+
+    Submodules: ``host`` (the student, deployable; also the teacher's every weight but SCAM's), ``scam``,
+    ``foundation`` (frozen); parameter ``alpha`` (``K`` cluster logits).
+
+    Args:
+        host: an encoder-decoder host.
+        cfg: the method config (``cfg.options`` a :class:`SemPriorOptions`).
+        foundation: the frozen foundation (``forward(x in [0, 1]) -> list[maps]``, ``feature_info``).
+        norm: the run's normalisation (maps host inputs back to [0, 1] for the foundation).
+        clusters: a fitted :class:`~irfoundry.data.clusters.ClusterModel` (``clusters: PATH``), else ``None``.
+    """
+
+    automatic_optimization = False
+
+    def __init__(self, host: nn.Module, cfg, foundation: nn.Module, norm: Mapping[str, float] | None = None,
+                 clusters=None) -> None:
+        super().__init__(host, cfg)
+        o = self.opts
+        if not is_encoder_decoder(host):
+            raise ConfigError(f"method semprior needs an encoder-decoder host (encode / decode with declared stages); "
+                              f"{getattr(host, 'model_name', type(host).__name__)!r} is not one")
+        name = getattr(host, "model_name", "")
+        self.scale = o.scale if o.scale is not None else RELEASED_SCALES.get(name)
+        if self.scale is None:
+            raise ConfigError(f"method.options.scale: no released modulation scale for host {name!r} (the reference's: "
+                              f"{RELEASED_SCALES}); set one, e.g. --set method.options.scale=0.55")
+        self.foundation = foundation
+        try:
+            self.scam = SCAM([fi["channels"] for fi in foundation.feature_info], list(host.stage_channels),
+                             hidden=o.hidden, residual_gamma=o.residual_gamma, zero_init=o.zero_init)
+        except ModelError as exc:
+            raise ConfigError(f"method.options (scam): {exc}") from exc
+        self.cluster_model = clusters
+        k = 1 if o.clusters == "none" else (clusters.k if clusters is not None else o.num_clusters)
+        self.alpha = nn.Parameter(torch.zeros(k))
+        self.norm = {"mean": float(norm["mean"]), "std": float(norm["std"])} if norm is not None else None
+        self.task_loss = build_loss(o.loss)
+        self.outer_phases = 0
+
+    @classmethod
+    def from_config(cls, host: nn.Module, cfg, env: BuildEnv) -> "SemPrior":
+        """Build the frozen foundation (and read a clusters file) the options name, then the method."""
+        from irfoundry.data.clusters import ClusterModel
+        from irfoundry.foundation import create_foundation
+
+        o = cfg.options
+        fm = create_foundation(o.foundation, weights=o.weights, layers=o.layers, input_size=o.input_size,
+                               norm=o.foundation_norm)
+        clusters = None if o.clusters in ("fit", "none") else ClusterModel.load(o.clusters)
+        return cls(host, cfg, foundation=fm, norm=env.norm, clusters=clusters)
+
+    # ---------------------------------------------------------------------------------- data
+    def data_requests(self) -> DataRequests:
+        cache = self.opts.cache
+        features = [] if cache == "off" else [FeatureRequest(FEATURES, self.foundation,
+                                                             None if cache == "memory" else cache)]
+        return DataRequests(features=features, loaders=["train_full", "train_crops", "val_crops", "val_full"],
+                            label_store=True, label_init=self.initial_label, train_pool=True, labels="points",
+                            val_label_store=True,
+                            attributes=None if self.opts.clusters == "none" else self.cluster_attributes)
+
+    def cluster_attributes(self, train: Sequence, val: Sequence) -> dict[str, dict[str, int]]:
+        """``{"cluster": {id: cluster}}`` of every training and validation image: fitted on the training
+        images (``clusters: fit``) or read from the file, others at the nearest centre."""
+        from irfoundry.data.clusters import ClusterSettings, fit_clusters, statistics_table
+        from irfoundry.data.image_stats import FEATURE_NAMES
+
+        train_ids = [s.id for s in train]
+        if self.cluster_model is None:
+            ids, table = statistics_table(train)
+            self.cluster_model = fit_clusters(ids, table, FEATURE_NAMES, ClusterSettings(k=self.opts.num_clusters))
+        model = self.cluster_model
+        outside = sorted(set(model.train_ids) - set(train_ids))
+        if outside:
+            raise DataError(f"clusters file {self.opts.clusters}: fitted on {len(outside)} image(s) outside this run's "
+                            f"training split (e.g. {outside[:3]}); fit them on the training images only "
+                            "(irfoundry data clusters DATA:TRAIN_SPLIT)")
+        known = dict(zip(model.train_ids, model.train_labels.tolist()))
+        rest = [s for s in [*train, *val] if s.id not in known]
+        if rest:
+            ids, table = statistics_table(rest)
+            known.update(zip(ids, model.assign(table, FEATURE_NAMES).tolist()))
+        return {CLUSTER: {s.id: int(known[s.id]) for s in [*train, *val]}}
+
+    def foundation_features(self, images: Tensor) -> list[Tensor]:
+        """Foundation maps of normalised host inputs ``B x 1 x H x W`` -> list of ``B x C_i x h_i x w_i``."""
+        from irfoundry.foundation import to_unit_range
+
+        if self.norm is None:
+            raise ConfigError("semprior needs the run's normalisation statistics (pass norm= when building it)")
+        with torch.no_grad():
+            return self.foundation(to_unit_range(images, self.norm["mean"], self.norm["std"]))
+
+    # ---------------------------------------------------------------------------------- networks
+    def teacher_outputs(self, images: Tensor, features: Sequence[Tensor] | None = None) -> list[Tensor]:
+        """The teacher: the host with SCAM-modulated encoder stages -> list of ``B x 1 x H x W`` logits."""
+        if features is None:
+            features = self.foundation_features(images)
+        gammas, betas = self.scam(features)
+        feats = modulate(self.host.encode(images), gammas, betas, self.scale)
+        return _outputs(self.host.decode(feats, (images.shape[-2], images.shape[-1])))
+
+    def teacher_logits(self, images: Tensor) -> Tensor:
+        """Teacher's main output ``B x 1 x H x W`` (foundation run on the given images)."""
+        return self.teacher_outputs(images)[0]
+
+    def label_network(self) -> Callable[[Tensor], Tensor]:
+        return self.teacher_logits
+
+    def eval_branches(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        return {"host": self.predict_logits, "teacher": self.teacher_logits}
+
+    # ---------------------------------------------------------------------------------- losses
+    def _targets(self, batch: Batch) -> Tensor:
+        t = batch["target"]
+        return (t > 0.5).to(t.dtype) if self.opts.binary_targets else t
+
+    def _weights(self, batch: Batch, *, detach: bool) -> Tensor:
+        b = batch["image"].shape[0]
+        ids = batch.get(CLUSTER)
+        if ids is None and self.opts.clusters != "none":
+            raise DataError("semprior: a batch without cluster ids (batch['cluster']); the data pipeline serves them "
+                            "when the method's data_requests() are honoured")
+        ids = torch.zeros(b, dtype=torch.long) if ids is None else torch.as_tensor(ids, dtype=torch.long)
+        return cluster_weights(self.alpha, ids.to(self.alpha.device), detach=detach)
+
+    def _task(self, outputs: Sequence[Tensor], target: Tensor) -> Tensor:
+        """``B``: the task loss per image, averaged over outputs with ``aux_weight`` on the auxiliary ones."""
+        aux = float(getattr(self.cfg, "aux_weight", 1.0) or 0.0) if len(outputs) > 1 else 0.0
+        per = [torch.stack([self.task_loss(z[i : i + 1], target[i : i + 1]) for i in range(z.shape[0])])
+               for z in outputs]
+        return (per[0] + aux * sum(per[1:])) / (1.0 + aux * (len(per) - 1))
+
+    def inner_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """The inner step's loss on a training batch (module docstring) and its parts."""
+        o, images, target = self.opts, batch["image"], self._targets(batch)
+        teacher = self.teacher_outputs(images, batch.get(FEATURES))
+        with torch.no_grad():
+            student = _outputs(self.host(images))
+        task = self._task(teacher, target)
+        kd = kd_per_image(student, teacher[0], o.kd_temperature)
+        w = self._weights(batch, detach=True)
+        gate = self.scam.gate_l1()
+        loss = (w * (task + o.kd_weight * kd)).mean() + o.gate_weight * gate
+        return loss, {"loss": loss.detach(), "loss/teacher": task.mean().detach(), "loss/kd": kd.mean().detach(),
+                      "gate_l1": gate.detach()}
+
+    def outer_loss(self, batch: Batch) -> Tensor:
+        """``L_out`` of a batch: weighted KD of the student to the (detached) teacher + its task loss."""
+        images, target = batch["image"], self._targets(batch)
+        features = batch.get(FEATURES)
+        with torch.no_grad():
+            teacher = self.teacher_outputs(images, features)[0]
+        student = _outputs(self.host(images))
+        per = kd_per_image(student, teacher, self.opts.kd_temperature) + self._task(student, target)
+        return (self._weights(batch, detach=False) * per).mean()
+
+    # ---------------------------------------------------------------------------------- training
+    def configure_optimizers(self, optim, length) -> list[OptimizerSpec]:
+        """``inner``: the ``optim`` section over host + SCAM; ``outer``: AdamW over host + ``alpha``."""
+        named = [(n, p) for n, p in self.named_parameters() if n.startswith(("host.", "scam."))]
+        inner = build_optimizer(optim, param_groups(named, optim, no_decay=self.no_weight_decay()))
+        outer = torch.optim.AdamW([p for p in self.host.parameters() if p.requires_grad] + [self.alpha],
+                                  lr=self.opts.lr_outer, weight_decay=self.opts.outer_weight_decay)
+        return [OptimizerSpec("inner", inner, build_scheduler(inner, optim, length), optim.interval),
+                OptimizerSpec("outer", outer)]
+
+    def training_step(self, batch: Batch, ctx: StepContext) -> None:
+        inner = ctx.optimizers()["inner"]
+        loss, logs = self.inner_loss(batch)
+        inner.zero_grad()
+        ctx.manual_backward(loss)
+        ctx.clip_gradients(inner)
+        inner.step()
+        ctx.log_dict(logs)
+        if ctx.is_last_batch and ctx.epoch % self.opts.outer_every == 0:
+            self.outer_phase(ctx)
+        return None
+
+    def outer_phase(self, ctx: StepContext) -> None:
+        """``outer_steps`` hypergradient steps (module docstring) on ``train_crops`` / ``val_crops`` batches."""
+        opts = ctx.optimizers()
+        inner, outer = opts["inner"], opts["outer"]
+        eta = self.opts.eta if self.opts.eta is not None else float(inner.param_groups[0]["lr"])
+        theta = [p for p in self.host.parameters() if p.requires_grad]
+        for _ in range(self.opts.outer_steps):
+            train_batch, val_batch = ctx.next_batch("train_crops"), ctx.next_batch("val_crops")
+            inner.zero_grad()
+            outer.zero_grad()
+            stats = gauss_newton_hypergradient(lambda: self.outer_loss(val_batch), lambda: self.outer_loss(train_batch),
+                                               theta, [self.alpha], eta)
+            for what in ("F", "f"):
+                if not torch.isfinite(torch.tensor(stats[what])):
+                    raise FloatingPointError(f"semprior outer loss {what} became {stats[what]} at epoch {ctx.epoch} "
+                                             "(lower method.options.lr_outer, check the validation labels)")
+            if ctx.world_size > 1:
+                for p in [*theta, self.alpha]:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= ctx.world_size
+            ctx.clip_gradients(outer)
+            outer.step()
+            ctx.log("train/outer_F", stats["F"])
+        self.outer_phases += 1
+
+    def on_train_epoch_start(self, ctx: StepContext) -> None:
+        if ctx.epoch == 0 and ctx.rank == 0 and ctx.run_dir is not None and self.cluster_model is not None:
+            path = Path(ctx.run_dir) / CLUSTERS_FILE
+            if not path.exists():
+                self.cluster_model.save(path)
+
+    @torch.no_grad()
+    def update(self, ctx: StepContext, lose_ratio: float | None) -> None:
+        """Evolve the validation pseudo-labels with the teacher, then PAL's training update (which commits
+        both)."""
+        store, o = ctx.stores["val_labels"], self.opts
+        predictor = ctx.predictor(self.teacher_logits)
+        labels = {}
+        for batch in ctx.loader("val_full"):
+            probs = predictor.batch_probabilities(batch)
+            counted = batch.get("counted") or [True] * len(probs)
+            for i, (sid, keep) in enumerate(zip(batch["id"], counted)):
+                if keep:
+                    label = crop(batch["target"][i, 0], batch["box"][i]).cpu().numpy()
+                    labels[sid] = pal_update(probs[i].numpy(), label, tb=o.tb, k=o.k, neighbourhood=o.neighbourhood,
+                                             core=o.core, size_fraction=o.size_fraction, decay=o.decay,
+                                             quantise=o.quantise_labels)
+        for part in ctx.all_gather_object(labels):
+            for sid, new in part.items():
+                store.write(sid, [new[None]])
+        super().update(ctx, lose_ratio)
+
+    def method_state(self) -> dict:
+        return {**super().method_state(), "outer_phases": self.outer_phases}
+
+    def load_method_state(self, state) -> None:
+        super().load_method_state(state)
+        self.outer_phases = int(state.get("outer_phases", 0))
+
+    def describe(self) -> dict:
+        fm = self.foundation
+        config = getattr(fm, "config", None)
+        model = self.cluster_model
+        return {
+            "options": dataclasses.asdict(self.opts),
+            "scale": self.scale,
+            "foundation": config() if callable(config) else {},
+            "foundation_cache_key": fm.cache_key() if hasattr(fm, "cache_key") else None,
+            "clusters": None if model is None else {"k": model.k, "fitted_on": len(model.train_ids)},
+            "label_evolution": "pal (teacher's predictions)",
+            "reference": "https://github.com/yuanhang-yao/semantic-prior (train.py, utils/losses.py, utils/gn_bilevel.py)",
+        }
