@@ -13,6 +13,7 @@ from irfoundry.methods import list_methods
 from irfoundry.methods.fdep import FDEPOptions
 from irfoundry.methods.lesps import LESPSOptions
 from irfoundry.methods.pal import PALOptions
+from irfoundry.methods.semprior import SemPriorOptions
 from irfoundry.models import list_models
 
 SHIPPED_HOSTS = {"acm", "alcnet", "alclnet", "dnanet", "mlclnet", "mshnet", "uiunet"}
@@ -23,18 +24,25 @@ def test_families_cover_every_host_and_dataset():
     assert {"sirst427", "nuaa", "nudt"} <= set(group_names("data"))
     assert set(list_models()) <= set(group_names("model")), "every registered model is a model group"
     names = set(run_names())
-    for family in ("basicirstd", "cpu", "fdep", "lesps", "pal"):
+    for family in ("basicirstd", "cpu", "fdep", "lesps", "pal", "semprior"):
         assert {f"{family}/{h}_{d}" for h in SHIPPED_HOSTS for d in ("sirst427", "nuaa", "nudt")} <= names
 
 
 @pytest.mark.parametrize("name", [n for n in run_names() if n.split("/")[1].rsplit("_", 1)[0] in SHIPPED_HOSTS])
 def test_named_run_parses_and_keeps_its_protocol(name):
     family, rest = name.split("/")
-    if family in ("lesps", "pal"):  # point supervision: the clicks are the user's file
+    if family in ("lesps", "pal", "semprior"):  # point supervision: the clicks are the user's file
         with pytest.raises(ConfigError, match="irfoundry data points"):
             load_config(name)
         cfg = load_config(name, ["data.points=clicks.json"])
         assert cfg.data.labels == "points"
+        if family == "semprior":  # the released recipe, a scale for every shipped host, validation kept
+            o = cfg.method.options
+            assert isinstance(o, SemPriorOptions) and (o.outer_every, o.outer_steps, o.kd_weight) == (5, 4, 0.1)
+            assert (o.scales["alclnet"], o.scales["mlclnet"]) == (0.12, 0.55) and cfg.model.name in o.scales
+            assert (cfg.optim.optimizer, cfg.optim.lr, cfg.trainer.max_epochs) == ("adamw", 1e-3, 300)
+            assert cfg.data.val_split is None
+            return
         if family == "lesps":
             assert isinstance(cfg.method.options, LESPSOptions)
             assert (cfg.method.options.t_loss, cfg.method.options.update_every, cfg.method.options.tb) == (10.0, 5, 0.5)

@@ -245,3 +245,16 @@ def test_a_few_semprior_steps_on_sirst_with_the_bundled_prior(shared_data, tmp_p
     assert state["irfoundry_method_state"]["outer_phases"] == 1  # epoch 0's, in its last step
     method = json.loads((run / "method.json").read_text())
     assert method["foundation"]["name"] == "efficientnet_lite0" and method["foundation"]["weights"] != "random"
+
+
+def test_the_task_loss_is_the_released_weighted_bce_and_softiou_is_basicirstds_at_unit_weights():
+    from irfoundry.losses import soft_iou_loss
+
+    z, t = torch.randn(4, 1, 8, 8), (torch.rand(4, 1, 8, 8) > 0.8).float()
+    w = torch.tensor([0.5, 1.5, 1.0, 1.0])
+    bce = _method(scale=0.5)
+    per = nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none").mean(dim=(1, 2, 3))
+    assert torch.allclose(bce._task([z], t, w), (w * per).mean())
+    assert torch.allclose(bce._task([z, z + 1], t, w), ((w * per).mean() + bce._weighted_task(z + 1, t, w)) / 2)
+    softiou = _method(scale=0.5, loss="softiou")
+    assert torch.allclose(softiou._task([z], t, torch.ones(4)), soft_iou_loss(z, t))

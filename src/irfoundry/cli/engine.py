@@ -90,6 +90,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split name or split file (default: test)")
     p.add_argument("--out", default=None, help="folder for metrics.json (default: print only)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--branch", default=None, metavar="NAME",
+                   help="score another branch of the run's method at its best checkpoint (e.g. teacher: "
+                        "semprior; main: fdep) instead of the deployable network; needs a run folder")
     _add_curve_flags(p)
     _add_norm_flag(p)
     _add_threads_flag(p)
@@ -213,7 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # --split fills in the split of every PATH that names none (PATH:SPLIT keeps its own)
     result = evaluate(args.checkpoint, data, split=args.split or "test", out=args.out,
                       threshold=args.threshold, thresholds=args.thresholds, report=args.report,
-                      empty_niou=args.empty_niou, norm=args.norm)
+                      empty_niou=args.empty_niou, norm=args.norm, branch=args.branch)
     _print_metrics(result, args)
     return 0
 

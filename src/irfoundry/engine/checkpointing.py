@@ -96,6 +96,11 @@ class WeightsCheckpoint(L.Callback):
                     self.run_dir / "best.safetensors",
                     extra={**extra, "role": "best", "monitor": self.monitor, "monitor_mode": self.mode},
                 )
+                if len(pl_module.method.eval_branches()) > 1:  # the other branches at the same epoch
+                    from irfoundry.engine.branches import METHOD_WEIGHTS, save_method_weights
+
+                    save_method_weights(pl_module.method, self.run_dir / METHOD_WEIGHTS,
+                                        {"epoch": str(trainer.current_epoch), "monitor": self.monitor})
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Without validation (``data.val_split: none``) ``last`` is written every ``every_n_epochs``

@@ -92,6 +92,7 @@ def evaluate(
     empty_niou: float = 0.0,
     norm: str | None = None,
     names: Sequence[str] | None = None,
+    branch: str | None = None,
 ) -> dict:
     """Score ``checkpoint`` (file or run folder) on ``data`` (``PATH`` or ``PATH:SPLIT``).
 
@@ -111,6 +112,8 @@ def evaluate(
             computes HSE on them. Without it HSE is computed on the default grid 0.05..0.95 step 0.05.
         norm: normalisation replacing the checkpoint's (``MEAN,STD`` on 0-255 grey or a preset such as
             ``sirst3``); needed for weights that carry none (imported reference checkpoints).
+        branch: score another evaluation branch of the run's method at its ``best`` checkpoint (e.g.
+            ``teacher``; :mod:`irfoundry.engine.branches`) instead of the deployable network; needs a run folder.
         empty_niou: nIoU score of an image whose ground truth and prediction are both empty (0, the
             field's legacy rule, or 1); recorded as ``niou_empty``.
         report: write ``out/report.html`` (needs ``out``). The probability maps are spooled to a temporary
@@ -135,7 +138,12 @@ def evaluate(
         raise ConfigError("--report writes OUT/report.html; give an output folder with --out")
     if report and several:
         raise ConfigError("--report shows one set; evaluate the sets one at a time for their reports")
-    predictor, meta = Predictor.from_checkpoint(checkpoint, device=device, norm=norm)
+    if branch is not None:
+        from irfoundry.engine.branches import branch_predictor
+
+        predictor, meta = branch_predictor(checkpoint, branch, device=device, norm=norm)
+    else:
+        predictor, meta = Predictor.from_checkpoint(checkpoint, device=device, norm=norm)
     loaders = [eval_loader(spec, meta["norm"], batch_size=batch_size, multiple=predictor.multiple,
                            padding=predictor.padding) for spec in specs]
     t0 = time.perf_counter()
@@ -154,6 +162,7 @@ def evaluate(
             "split": [x.split for x in specs] if several else specs[0].split,
             "checkpoint": meta["file"],
             "model": meta.get("model_name"),
+            **({"branch": branch} if branch is not None else {}),
             "torch_threads": torch.get_num_threads(),
             "seconds": round(time.perf_counter() - t0, 3),
         }

@@ -37,10 +37,13 @@ Ours (``[recon]`` / engine choices, each an option):
 * the teacher sees foundation maps of the full, un-augmented training image cut to the crop (the feature
   cache, ``cache: memory``; the reference runs the VFM on the un-augmented crop; ``cache: off`` runs it on
   every augmented crop); validation crops and full images always run it on the fly.
-* ``scale``: the reference's values are 0.12 (ALCL-Net) and 0.55 (MLCL-Net); for other hosts it must be
-  given (the configs: 0.55 for the three-stage ACM / ALCNet, 0.12 for the five-stage DNANet).
-* ``loss``: the task loss per image (``bce`` released; any :data:`irfoundry.losses.LOSSES` name, e.g.
-  ``softiou`` for the CPU-budget study, applied image by image so the cluster weights can weigh it).
+* ``scale``: the reference's values are 0.12 (ALCL-Net) and 0.55 (MLCL-Net) (``scales``); for other hosts
+  it must be given (``configs/method/semprior.yaml`` adds ours: 0.55 for the three-stage ACM / ALCNet like
+  MLCL-Net, 0.12 for the five-stage DNANet like ALCL-Net).
+* ``loss``: the task loss (``bce`` released, per image, weighted: ``mean_i w_i l_i``); any
+  :data:`irfoundry.losses.LOSSES` name is applied image by image the same way, except ``softiou`` (a
+  batch-level loss, the CPU-budget study's): ``1 - (sum_i w_i I_i + 1) / (sum_i w_i U_i + 1)`` with each
+  image's soft intersection ``I_i`` and union ``U_i``, which is BasicIRSTD's SoftIoU when every ``w_i = 1``.
 * under DDP the outer step's gradients are averaged over processes after each computed its own
   hypergradient (the reference is single-GPU).
 
@@ -87,9 +90,10 @@ class SemPriorOptions(LabelEvolutionOptions):
     foundation_norm: bool | str = False
     input_size: int | list[int] | None = None
     cache: Any = "memory"
-    #: SCAM: the host's modulation scale (null: the released value of alclnet / mlclnet), MLP width,
-    #: residual gamma, zero-initialised output (not the reference)
+    #: SCAM: the host's modulation scale (null: the host's entry of ``scales``: the released values of alclnet /
+    #: mlclnet), MLP width, residual gamma, zero-initialised output (not the reference)
     scale: float | None = None
+    scales: dict[str, float] = dataclasses.field(default_factory=lambda: dict(RELEASED_SCALES))
     hidden: int = 128
     residual_gamma: bool = True
     zero_init: bool = False
@@ -119,8 +123,9 @@ class SemPriorOptions(LabelEvolutionOptions):
             raise ConfigError("method.options needs kd_temperature > 0, hidden >= 1, outer_every >= 1 and "
                               f"outer_steps >= 0, got {self.kd_temperature}, {self.hidden}, {self.outer_every}, "
                               f"{self.outer_steps}")
-        if self.scale is not None and not 0 <= self.scale <= 1:
-            raise ConfigError(f"method.options.scale must be in [0, 1], got {self.scale!r}")
+        for host, value in {"scale": self.scale, **{f"scales.{k}": v for k, v in self.scales.items()}}.items():
+            if value is not None and not 0 <= value <= 1:
+                raise ConfigError(f"method.options.{host} must be in [0, 1], got {value!r}")
         if self.clusters == "fit" and self.num_clusters < 1:
             raise ConfigError(f"method.options.num_clusters must be >= 1, got {self.num_clusters!r}")
         if self.cache is None or self.cache is False:
@@ -163,10 +168,11 @@ class SemPrior(PAL):
             raise ConfigError(f"method semprior needs an encoder-decoder host (encode / decode with declared stages); "
                               f"{getattr(host, 'model_name', type(host).__name__)!r} is not one")
         name = getattr(host, "model_name", "")
-        self.scale = o.scale if o.scale is not None else RELEASED_SCALES.get(name)
+        self.scale = o.scale if o.scale is not None else o.scales.get(name)
         if self.scale is None:
-            raise ConfigError(f"method.options.scale: no released modulation scale for host {name!r} (the reference's: "
-                              f"{RELEASED_SCALES}); set one, e.g. --set method.options.scale=0.55")
+            raise ConfigError(f"method.options.scale: no modulation scale for host {name!r} in method.options.scales "
+                              f"({o.scales}; the released ones: {RELEASED_SCALES}); set one, e.g. "
+                              "--set method.options.scale=0.55")
         self.foundation = foundation
         try:
             self.scam = SCAM([fi["channels"] for fi in foundation.feature_info], list(host.stage_channels),
@@ -267,11 +273,22 @@ class SemPrior(PAL):
         ids = torch.zeros(b, dtype=torch.long) if ids is None else torch.as_tensor(ids, dtype=torch.long)
         return cluster_weights(self.alpha, ids.to(self.alpha.device), detach=detach)
 
-    def _task(self, outputs: Sequence[Tensor], target: Tensor) -> Tensor:
-        """``B``: the task loss per image, averaged over outputs with ``aux_weight`` on the auxiliary ones."""
+    def _weighted_task(self, z: Tensor, target: Tensor, w: Tensor) -> Tensor:
+        """The task loss of one output ``B x 1 x H x W`` with image weights ``w`` (``B``): ``mean_i w_i l_i``;
+        SoftIoU (a batch-level loss) as ``1 - (sum_i w_i I_i + 1) / (sum_i w_i U_i + 1)``."""
+        if self.opts.loss == "softiou":
+            p = torch.sigmoid(z).flatten(1)
+            t = target.flatten(1)
+            inter = (p * t).sum(1)
+            union = p.sum(1) + t.sum(1) - inter
+            return 1.0 - ((w * inter).sum() + 1.0) / ((w * union).sum() + 1.0)
+        per = torch.stack([self.task_loss(z[i : i + 1], target[i : i + 1]) for i in range(z.shape[0])])
+        return (w * per).mean()
+
+    def _task(self, outputs: Sequence[Tensor], target: Tensor, w: Tensor) -> Tensor:
+        """Weighted task loss averaged over outputs, ``aux_weight`` on the auxiliary ones (1: the plain mean)."""
         aux = float(getattr(self.cfg, "aux_weight", 1.0) or 0.0) if len(outputs) > 1 else 0.0
-        per = [torch.stack([self.task_loss(z[i : i + 1], target[i : i + 1]) for i in range(z.shape[0])])
-               for z in outputs]
+        per = [self._weighted_task(z, target, w) for z in outputs]
         return (per[0] + aux * sum(per[1:])) / (1.0 + aux * (len(per) - 1))
 
     def inner_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
@@ -280,23 +297,22 @@ class SemPrior(PAL):
         teacher = self.teacher_outputs(images, batch.get(FEATURES))
         with torch.no_grad():
             student = _outputs(self.host(images))
-        task = self._task(teacher, target)
-        kd = kd_per_image(student, teacher[0], o.kd_temperature)
         w = self._weights(batch, detach=True)
+        task = self._task(teacher, target, w)
+        kd = (w * kd_per_image(student, teacher[0], o.kd_temperature)).mean()
         gate = self.scam.gate_l1()
-        loss = (w * (task + o.kd_weight * kd)).mean() + o.gate_weight * gate
-        return loss, {"loss": loss.detach(), "loss/teacher": task.mean().detach(), "loss/kd": kd.mean().detach(),
+        loss = task + o.kd_weight * kd + o.gate_weight * gate
+        return loss, {"loss": loss.detach(), "loss/teacher": task.detach(), "loss/kd": kd.detach(),
                       "gate_l1": gate.detach()}
 
     def outer_loss(self, batch: Batch) -> Tensor:
         """``L_out`` of a batch: weighted KD of the student to the (detached) teacher + its task loss."""
         images, target = batch["image"], self._targets(batch)
-        features = batch.get(FEATURES)
         with torch.no_grad():
-            teacher = self.teacher_outputs(images, features)[0]
+            teacher = self.teacher_outputs(images, batch.get(FEATURES))[0]
         student = _outputs(self.host(images))
-        per = kd_per_image(student, teacher, self.opts.kd_temperature) + self._task(student, target)
-        return (self._weights(batch, detach=False) * per).mean()
+        w = self._weights(batch, detach=False)
+        return (w * kd_per_image(student, teacher, self.opts.kd_temperature)).mean() + self._task(student, target, w)
 
     # ---------------------------------------------------------------------------------- training
     def configure_optimizers(self, optim, length) -> list[OptimizerSpec]:

@@ -14,7 +14,9 @@ test metrics of the deployable network selected on validation (:data:`~irfoundry
 fractions; HSE in percent), ``best_epoch``, ``monitor`` and ``best_score`` (the selection: ``val/iou``, or
 ``val/point_f1`` for a point-supervised run that validates on clicks), ``val_iou`` (``None`` then), every logged
 ``val`` value, ``epoch_seconds`` (median ``train/epoch_seconds``: training batches and data loading, no
-validation), ``train_seconds`` and ``resumed`` when a run was continued.
+validation), ``train_seconds`` and ``resumed`` when a run was continued. A spec's ``branch_arms`` add a row
+per trained run of their arm: another evaluation branch of it (a teacher) at the same checkpoint, with
+``branch`` and ``of_arm`` (the training fields are the run's).
 """
 
 from __future__ import annotations
@@ -81,9 +83,27 @@ def _resumable(run_dir: Path, cfg: RunConfig) -> bool:
     return True
 
 
+def _test(cfg: RunConfig, run_dir, branch: str | None = None) -> dict:
+    from irfoundry.engine import evaluate
+
+    if cfg.data.mix:  # every test set and their union
+        return evaluate(run_dir, [f"{e['root']}:{e['test_split']}" for e in cfg.data.mix], split=None,
+                        names=[e["name"] for e in cfg.data.mix], branch=branch)
+    return evaluate(run_dir, cfg.data.root, split=cfg.data.test_split, branch=branch)
+
+
+def _test_fields(test: dict) -> dict:
+    return {
+        "test_split": test["split"], "n_test": test["n_images"],
+        **({"sets": {name: {k: m[k] for k in (*ROW_METRICS, "n_images")} for name, m in test["sets"].items()}}
+           if "sets" in test else {}),
+        **{k: None if test[k] is None else float(test[k]) for k in ROW_METRICS},
+    }
+
+
 def train_and_test(key: RunKey, cfg: RunConfig) -> dict[str, Any]:
     """Train one run (or continue it), evaluate its selected deployable network on the test split."""
-    from irfoundry.engine import evaluate, train
+    from irfoundry.engine import train
 
     run_dir = Path(cfg.trainer.out_dir) / cfg.trainer.run_name
     resume = _resumable(run_dir, cfg)
@@ -92,21 +112,21 @@ def train_and_test(key: RunKey, cfg: RunConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = train(None, resume=run_dir) if resume else train(cfg)
     train_s = time.perf_counter() - t0
-    if cfg.data.mix:  # every test set and their union
-        test = evaluate(result["run_dir"], [f"{e['root']}:{e['test_split']}" for e in cfg.data.mix], split=None,
-                        names=[e["name"] for e in cfg.data.mix])
-    else:
-        test = evaluate(result["run_dir"], cfg.data.root, split=cfg.data.test_split)
+    test = _test(cfg, result["run_dir"])
     return {
-        **key.as_dict(), "run_name": cfg.trainer.run_name, "test_split": test["split"], "n_test": test["n_images"],
-        **({"sets": {name: {k: m[k] for k in (*ROW_METRICS, "n_images")} for name, m in test["sets"].items()}}
-           if "sets" in test else {}),
-        **{k: None if test[k] is None else float(test[k]) for k in ROW_METRICS},
+        **key.as_dict(), "run_name": cfg.trainer.run_name, **_test_fields(test),
         "best_epoch": result["best_epoch"], "monitor": result["monitor"], "best_score": result["best_score"],
         "val_iou": (result["val_metrics"] or {}).get("val/iou"), "val": result["val_metrics"],
         "epoch_seconds": _epoch_seconds(Path(result["run_dir"])), "train_seconds": train_s,
         "run_dir": result["run_dir"], **({"resumed": True} if resume else {}),
     }
+
+
+def branch_row(key: RunKey, trained: dict, branch: str, cfg: RunConfig) -> dict[str, Any]:
+    """The row of a derived arm: another evaluation branch of an already trained run (``trained``, its row)
+    at the same selected checkpoint, on the same test split."""
+    test = _test(cfg, trained["run_dir"], branch=branch)
+    return {**trained, **key.as_dict(), "branch": branch, "of_arm": trained["arm"], **_test_fields(test)}
 
 
 def run_study(
@@ -140,14 +160,21 @@ def run_study(
         raise ConfigError(f"{out} was made with another spec or other overrides; use another --out (nothing was "
                           "changed)")
     doc = doc or {"format": RESULTS_FORMAT, "study": spec.name, **recorded, "machine": machine_info(), "rows": []}
-    done = {RunKey(r["dataset"], r["host"], r["arm"], int(r["seed"])) for r in doc["rows"]}
+    rows = {RunKey(r["dataset"], r["host"], r["arm"], int(r["seed"])): r for r in doc["rows"]}
     for key in keys:
-        if key in done:
-            continue
-        log.info("study %s: %s", spec.name, spec.name_of(key))
-        doc["rows"].append(train_and_test(key, configs[key]))
-        if out:
-            write_json(doc, out)
+        if key not in rows:
+            log.info("study %s: %s", spec.name, spec.name_of(key))
+            rows[key] = train_and_test(key, configs[key])
+            doc["rows"].append(rows[key])
+            if out:
+                write_json(doc, out)
+        for derived, (arm, branch) in spec.branch_arms.items():
+            dkey = RunKey(key.dataset, key.host, derived, key.seed)
+            if arm == key.arm and dkey not in rows:
+                rows[dkey] = branch_row(dkey, rows[key], branch, configs[key])
+                doc["rows"].append(rows[dkey])
+                if out:
+                    write_json(doc, out)
     return doc
 
 

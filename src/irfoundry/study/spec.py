@@ -70,6 +70,9 @@ class StudySpec:
     #: the arm epoch times are compared with (``null``: the first arm)
     reference_arm: str | None = None
     run_name: str = "{dataset}_{host}_{arm}_s{seed}"
+    #: derived arms: ``{name: [arm, branch]}``, another evaluation branch of every run of ``arm`` (e.g. a
+    #: teacher) at the same checkpoint, tested as its own arm (not trained again)
+    branch_arms: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"study {self.name!r}"
@@ -80,8 +83,15 @@ class StudySpec:
             for name, value in getattr(self, key).items():
                 if not isinstance(value, dict):
                     raise ConfigError(f"{where}: {key}.{name} must be a mapping of config sections, got {value!r}")
-        arms = set(self.arms)
-        for arm in [a for pair in self.comparisons for a in pair] + list(self.default_arms or []):
+        for name, pair in self.branch_arms.items():
+            if name in self.arms or not isinstance(pair, (list, tuple)) or len(pair) != 2 or pair[0] not in self.arms:
+                raise ConfigError(f"{where}: branch_arms.{name} must be [ARM, BRANCH] with ARM one of {sorted(self.arms)} "
+                                  f"and a name that is not an arm, got {pair!r}")
+        arms = set(self.arms) | set(self.branch_arms)
+        if set(self.default_arms or []) & set(self.branch_arms):
+            raise ConfigError(f"{where}: default_arms name trained arms; branch_arms come with their arm")
+        for arm in [a for pair in self.comparisons for a in pair] + [a for a in self.default_arms or []
+                                                                      if a not in self.branch_arms]:
             if arm not in arms:
                 raise ConfigError(f"{where}: arm {arm!r} (comparisons / default_arms) is not one of {sorted(arms)}")
         if any(len(pair) != 2 for pair in self.comparisons):
