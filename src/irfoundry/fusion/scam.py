@@ -97,7 +97,9 @@ class SCAM(nn.Module):
         if self.project is not None:
             h = min(m.shape[-2] for m in maps)
             w = min(m.shape[-1] for m in maps)
-            maps = [F.adaptive_avg_pool2d(p(m), (h, w)) for p, m in zip(self.project, maps)]
+            # pool, then project: the same numbers as projecting first (a 1x1 conv is affine per position and
+            # area pooling averages positions), without the projections at the finest grids
+            maps = [p(F.adaptive_avg_pool2d(m, (h, w))) for p, m in zip(self.project, maps)]
         elif len({tuple(m.shape[-2:]) for m in maps}) > 1:
             raise ModelError(f"SCAM: foundation maps of one width must share a grid, got {[tuple(m.shape) for m in maps]}")
         if self.layer_logits is None:

@@ -44,6 +44,9 @@ Ours (``[recon]`` / engine choices, each an option):
   :data:`irfoundry.losses.LOSSES` name is applied image by image the same way, except ``softiou`` (a
   batch-level loss, the CPU-budget study's): ``1 - (sum_i w_i I_i + 1) / (sum_i w_i U_i + 1)`` with each
   image's soft intersection ``I_i`` and union ``U_i``, which is BasicIRSTD's SoftIoU when every ``w_i = 1``.
+* the student's outputs in the inner step come from the teacher's encoder pass (the encoder's output is
+  the same before modulation), decoded once more without gradient: the encoder's BatchNorm running
+  statistics then see each batch once (the reference runs the student whole, twice).
 * under DDP the outer step's gradients are averaged over processes after each computed its own
   hypergradient (the reference is single-GPU).
 
@@ -241,13 +244,21 @@ class SemPrior(PAL):
             return self.foundation(to_unit_range(images, self.norm["mean"], self.norm["std"]))
 
     # ---------------------------------------------------------------------------------- networks
-    def teacher_outputs(self, images: Tensor, features: Sequence[Tensor] | None = None) -> list[Tensor]:
-        """The teacher: the host with SCAM-modulated encoder stages -> list of ``B x 1 x H x W`` logits."""
+    def teacher_outputs(self, images: Tensor, features: Sequence[Tensor] | None = None, *,
+                        with_student: bool = False):
+        """The teacher: the host with SCAM-modulated encoder stages -> list of ``B x 1 x H x W`` logits.
+        ``with_student``: also the student's outputs (no gradient) from the same encoder pass."""
         if features is None:
             features = self.foundation_features(images)
         gammas, betas = self.scam(features)
-        feats = modulate(self.host.encode(images), gammas, betas, self.scale)
-        return _outputs(self.host.decode(feats, (images.shape[-2], images.shape[-1])))
+        size = (images.shape[-2], images.shape[-1])
+        encoded = self.host.encode(images)
+        teacher = _outputs(self.host.decode(modulate(encoded, gammas, betas, self.scale), size))
+        if not with_student:
+            return teacher
+        with torch.no_grad():
+            student = _outputs(self.host.decode([f.detach() for f in encoded], size))
+        return teacher, student
 
     def teacher_logits(self, images: Tensor) -> Tensor:
         """Teacher's main output ``B x 1 x H x W`` (foundation run on the given images)."""
@@ -294,9 +305,7 @@ class SemPrior(PAL):
     def inner_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """The inner step's loss on a training batch (module docstring) and its parts."""
         o, images, target = self.opts, batch["image"], self._targets(batch)
-        teacher = self.teacher_outputs(images, batch.get(FEATURES))
-        with torch.no_grad():
-            student = _outputs(self.host(images))
+        teacher, student = self.teacher_outputs(images, batch.get(FEATURES), with_student=True)
         w = self._weights(batch, detach=True)
         task = self._task(teacher, target, w)
         kd = (w * kd_per_image(student, teacher[0], o.kd_temperature)).mean()
