@@ -258,3 +258,21 @@ def test_the_task_loss_is_the_released_weighted_bce_and_softiou_is_basicirstds_a
     assert torch.allclose(bce._task([z, z + 1], t, w), ((w * per).mean() + bce._weighted_task(z + 1, t, w)) / 2)
     softiou = _method(scale=0.5, loss="softiou")
     assert torch.allclose(softiou._task([z], t, torch.ones(4)), soft_iou_loss(z, t))
+
+
+def test_validation_and_training_crops_carry_cached_maps_clusters_and_pseudo_labels_never_masks(tiny_synth, tmp_path):
+    from irfoundry.engine.build import build_run
+
+    parts = build_run(from_dict(_config(tiny_synth, tmp_path, "loaders")))
+    dm = parts.datamodule
+    dm.setup("fit")
+    assert set(dm.stores["foundation"].ids) == {s.id for s in [*dm.train_samples, *dm.val_samples]}
+    for name in ("train_crops", "val_crops"):
+        batch = next(iter(dm.named_loader(name)))
+        assert "mask" not in batch, "a point-supervised run never serves a ground-truth mask"
+        assert [tuple(f.shape[1:2]) for f in batch["foundation"]] == [(16,), (24,), (40,), (112,), (320,)]
+        assert batch["cluster"].dtype == torch.int64 and int(batch["cluster"].max()) < 3
+    from irfoundry.engine.inference import crop
+
+    val = next(iter(dm.named_loader("val_full")))  # full validation images with their evolving pseudo-labels
+    assert torch.equal(crop(val["target"][0, 0], val["box"][0]), dm.val_label_store.full(val["id"][0])[0][0])

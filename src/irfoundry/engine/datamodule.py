@@ -231,7 +231,8 @@ class IRSTDDataModule(L.LightningDataModule):
         for req in self._feature_requests:
             if self.trainer is not None:  # build where training will run (Lightning moves the module later)
                 req.model.to(self.trainer.strategy.root_device)
-            cache = FeatureCache(req.model, self.train_samples, root=req.root).build(progress=True)
+            samples = [*self.train_samples, *(self.val_samples if req.include_val else [])]
+            cache = FeatureCache(req.model, samples, root=req.root).build(progress=True)
             log.info("feature cache %s: %s", req.name, cache.stats)
             self.stores[req.name] = cache
         alignment = math.lcm(*(c.alignment for c in self.stores.values()))
@@ -308,9 +309,10 @@ class IRSTDDataModule(L.LightningDataModule):
             return StoreLabels(self.val_label_store)
         return self.val_clicks
 
-    def _crops(self, samples, labels, seed: int, split: str, pool: TrainingPool | None = None) -> DataLoader:
+    def _crops(self, samples, labels, seed: int, split: str, pool: TrainingPool | None = None,
+               stores: dict | None = None) -> DataLoader:
         crops = IRSTDDataset(samples, transform=self.transform, norm=self.norm, seed=seed, split=split, labels=labels,
-                             attributes=self.attributes)
+                             attributes=self.attributes, crop_stores=stores)
         world, rank = self.replicas()
         sampler = EpochSeededSampler(crops, seed, num_replicas=world, rank=rank, pool=pool)
         return DataLoader(crops, batch_size=self.batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
@@ -326,7 +328,7 @@ class IRSTDDataModule(L.LightningDataModule):
             return self._sharded(full, 1 if self.stores else None)
         if name == "train_crops":
             return self._crops(self.train_samples, self.train_set.labels, self.cfg.seed + 2, self.cfg.train_split,
-                               self.train_pool)
+                               self.train_pool, self.stores)
         if name not in ("val_crops", "val_full"):
             raise ConfigError(f"unknown loader {name!r}; the engine offers {', '.join(LOADER_NAMES)}")
         if not self.has_val:
@@ -335,7 +337,9 @@ class IRSTDDataModule(L.LightningDataModule):
         if name == "val_full":
             return self._sharded(IRSTDDataset(self.val_samples, norm=self.norm, split="val",
                                               labels=self._val_labels_source(), attributes=self.attributes))
-        return self._crops(self.val_samples, self._val_labels_source(), self.cfg.seed + 1, "val")
+        with_val = {r.name for r in self._feature_requests if r.include_val}
+        return self._crops(self.val_samples, self._val_labels_source(), self.cfg.seed + 1, "val",
+                           stores={k: v for k, v in self.stores.items() if k in with_val})
 
 
 def derived_points_kind(points: str | None) -> tuple[str, int] | None:

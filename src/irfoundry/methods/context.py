@@ -30,11 +30,14 @@ class FeatureRequest:
         name: batch key (``"foundation"`` for FDEP).
         model: the frozen model (``forward(x in [0, 1]) -> list[maps]``, ``feature_info``, ``cache_key()``).
         root: ``None`` keeps the features in memory; a directory keeps them memory-mapped there (reused).
+        include_val: also compute them for the validation images, served on the ``val_crops`` loader (a method
+            that trains on validation crops: semantic-prior KD's outer step).
     """
 
     name: str
     model: nn.Module
     root: str | None = None
+    include_val: bool = False
 
 
 @dataclass(frozen=True)

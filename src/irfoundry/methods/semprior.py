@@ -34,9 +34,9 @@ Ours (``[recon]`` / engine choices, each an option):
   13 hidden states, ``layers: hidden_states``, ``norm: last``; the offline default is the bundled
   EfficientNet-Lite0 with every stage, projected by SCAM, see its docstring); ``weights: random`` is the
   random-prior ablation (the same capacity, no pretrained semantics).
-* the teacher sees foundation maps of the full, un-augmented training image cut to the crop (the feature
-  cache, ``cache: memory``; the reference runs the VFM on the un-augmented crop; ``cache: off`` runs it on
-  every augmented crop); validation crops and full images always run it on the fly.
+* the teacher sees foundation maps of the full, un-augmented image cut to the crop (the feature cache over
+  the training and validation images, ``cache: memory``; the reference runs the VFM on the un-augmented
+  crop; ``cache: off`` runs it on every augmented crop); label updates and evaluation run it on the image.
 * ``scale``: the reference's values are 0.12 (ALCL-Net) and 0.55 (MLCL-Net) (``scales``); for other hosts
   it must be given (``configs/method/semprior.yaml`` adds ours: 0.55 for the three-stage ACM / ALCNet like
   MLCL-Net, 0.12 for the five-stage DNANet like ALCL-Net).
@@ -44,9 +44,10 @@ Ours (``[recon]`` / engine choices, each an option):
   :data:`irfoundry.losses.LOSSES` name is applied image by image the same way, except ``softiou`` (a
   batch-level loss, the CPU-budget study's): ``1 - (sum_i w_i I_i + 1) / (sum_i w_i U_i + 1)`` with each
   image's soft intersection ``I_i`` and union ``U_i``, which is BasicIRSTD's SoftIoU when every ``w_i = 1``.
-* the student's outputs in the inner step come from the teacher's encoder pass (the encoder's output is
-  the same before modulation), decoded once more without gradient: the encoder's BatchNorm running
-  statistics then see each batch once (the reference runs the student whole, twice).
+* one encoder pass per loss: in the inner step the student's outputs are decoded (without gradient) from
+  the teacher's encoder pass, in the outer loss the teacher's from the student's (the encoder's output is
+  the same before modulation); the encoder's BatchNorm running statistics then see each batch once (the
+  reference runs both networks whole).
 * under DDP the outer step's gradients are averaged over processes after each computed its own
   hypergradient (the reference is single-GPU).
 
@@ -205,7 +206,7 @@ class SemPrior(PAL):
     def data_requests(self) -> DataRequests:
         cache = self.opts.cache
         features = [] if cache == "off" else [FeatureRequest(FEATURES, self.foundation,
-                                                             None if cache == "memory" else cache)]
+                                                             None if cache == "memory" else cache, include_val=True)]
         return DataRequests(features=features, loaders=["train_full", "train_crops", "val_crops", "val_full"],
                             label_store=True, label_init=self.initial_label, train_pool=True, labels="points",
                             val_label_store=True,
@@ -315,11 +316,19 @@ class SemPrior(PAL):
                       "gate_l1": gate.detach()}
 
     def outer_loss(self, batch: Batch) -> Tensor:
-        """``L_out`` of a batch: weighted KD of the student to the (detached) teacher + its task loss."""
+        """``L_out`` of a batch: weighted KD of the student to the (detached) teacher + its task loss (one
+        encoder pass: the teacher decodes its modulated copy without gradient)."""
         images, target = batch["image"], self._targets(batch)
+        features = batch.get(FEATURES)
+        if features is None:
+            features = self.foundation_features(images)
+        size = (images.shape[-2], images.shape[-1])
+        encoded = self.host.encode(images)
         with torch.no_grad():
-            teacher = self.teacher_outputs(images, batch.get(FEATURES))[0]
-        student = _outputs(self.host(images))
+            gammas, betas = self.scam(features)
+            teacher = _outputs(self.host.decode(modulate([f.detach() for f in encoded], gammas, betas, self.scale),
+                                                size))[0]
+        student = _outputs(self.host.decode(encoded, size))
         w = self._weights(batch, detach=False)
         return (w * kd_per_image(student, teacher, self.opts.kd_temperature)).mean() + self._task(student, target, w)
 
