@@ -276,3 +276,22 @@ def test_validation_and_training_crops_carry_cached_maps_clusters_and_pseudo_lab
 
     val = next(iter(dm.named_loader("val_full")))  # full validation images with their evolving pseudo-labels
     assert torch.equal(crop(val["target"][0, 0], val["box"][0]), dm.val_label_store.full(val["id"][0])[0][0])
+
+
+@pytest.mark.slow
+def test_two_processes_stay_identical_through_inner_steps_outer_phases_and_label_updates(tiny_synth, tmp_path):
+    import yaml
+    from ddp_run import train_two_processes
+
+    cfg = _config(tiny_synth, tmp_path / "runs", "ddp", method="semprior_record_test", batch_size=2)
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
+    proc = train_two_processes(tmp_path / "ddp.yaml", tmp_path, modules=["semprior_record_method"],
+                               module_dir=Path(__file__).parent, env={"IRFOUNDRY_TEST_RECORD": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for epoch in range(3):
+        a, b = (torch.load(tmp_path / f"rank{r}_epoch{epoch}.pt", weights_only=True) for r in (0, 1))
+        assert a["outer_phases"] == b["outer_phases"] == epoch + 1
+        for k, v in a["state"].items():  # the outer step's hypergradients are averaged over the processes
+            assert torch.allclose(v, b["state"][k], atol=1e-6), (epoch, k)
+        assert all(torch.equal(v, b["val_labels"][sid]) for sid, v in a["val_labels"].items())
+    assert not torch.equal(a["state"]["alpha"], torch.zeros_like(a["state"]["alpha"]))
