@@ -19,7 +19,8 @@ class SemPriorRecord(SemPrior):
         super().on_train_epoch_end(ctx)
         folder = os.environ.get("IRFOUNDRY_TEST_RECORD")
         if folder:
-            state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+            # parameters (BatchNorm buffers are each process's own between DDP's broadcasts from rank 0)
+            state = {k: v.detach().cpu().clone() for k, v in self.named_parameters()}
             labels = {sid: ctx.stores["val_labels"].full(sid)[0].clone() for sid in ctx.stores["val_labels"].ids}
             torch.save({"state": state, "val_labels": labels, "outer_phases": self.outer_phases},
                        Path(folder) / f"rank{ctx.rank}_epoch{ctx.epoch}.pt")

@@ -276,6 +276,19 @@ def test_validation_and_training_crops_carry_cached_maps_clusters_and_pseudo_lab
 
     val = next(iter(dm.named_loader("val_full")))  # full validation images with their evolving pseudo-labels
     assert torch.equal(crop(val["target"][0, 0], val["box"][0]), dm.val_label_store.full(val["id"][0])[0][0])
+    assert [f.shape[1] for f in val["foundation"]] == [16, 24, 40, 112, 320]  # label updates read the cache
+    train_full = next(iter(dm.named_loader("train_full")))
+    method = parts.method.eval()
+    cached = method.label_probabilities(method_predictor(method, dm), train_full)[0]
+    fresh = method_predictor(method, dm, cached=False).batch_probabilities(train_full)[0]
+    assert cached.shape == fresh.shape and (cached - fresh).abs().max() < 0.05  # fp16 cache vs the image itself
+
+
+def method_predictor(method, dm, cached=True):
+    from irfoundry.engine.inference import Predictor
+
+    fn = method.label_network() if cached else method.teacher_logits
+    return Predictor(fn, norm=dm.norm, multiple=dm.multiple, module=method)
 
 
 @pytest.mark.slow
@@ -286,7 +299,7 @@ def test_two_processes_stay_identical_through_inner_steps_outer_phases_and_label
     cfg = _config(tiny_synth, tmp_path / "runs", "ddp", method="semprior_record_test", batch_size=2)
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
     proc = train_two_processes(tmp_path / "ddp.yaml", tmp_path, modules=["semprior_record_method"],
-                               module_dir=Path(__file__).parent, env={"IRFOUNDRY_TEST_RECORD": str(tmp_path)})
+                               module_dir=Path(__file__).parent, env={"IRFOUNDRY_TEST_RECORD": str(tmp_path)}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for epoch in range(3):
         a, b = (torch.load(tmp_path / f"rank{r}_epoch{epoch}.pt", weights_only=True) for r in (0, 1))

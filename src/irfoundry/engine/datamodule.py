@@ -334,12 +334,13 @@ class IRSTDDataModule(L.LightningDataModule):
         if not self.has_val:
             raise ConfigError(f"the method reads validation images ({name}) but the run has no validation split "
                               "(data.val_split: none); give one")
-        if name == "val_full":
-            return self._sharded(IRSTDDataset(self.val_samples, norm=self.norm, split="val",
-                                              labels=self._val_labels_source(), attributes=self.attributes))
-        with_val = {r.name for r in self._feature_requests if r.include_val}
-        return self._crops(self.val_samples, self._val_labels_source(), self.cfg.seed + 1, "val",
-                           stores={k: v for k, v in self.stores.items() if k in with_val})
+        names = {r.name for r in self._feature_requests if r.include_val}
+        with_val = {k: v for k, v in self.stores.items() if k in names}
+        if name == "val_full":  # per-image features of images of different sizes: one image per batch then
+            full = IRSTDDataset(self.val_samples, norm=self.norm, split="val", labels=self._val_labels_source(),
+                                attributes=self.attributes, crop_stores=with_val)
+            return self._sharded(full, 1 if with_val else None)
+        return self._crops(self.val_samples, self._val_labels_source(), self.cfg.seed + 1, "val", stores=with_val)
 
 
 def derived_points_kind(points: str | None) -> tuple[str, int] | None:

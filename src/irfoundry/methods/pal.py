@@ -181,6 +181,11 @@ class PAL(Method):
         on PAL, such as semantic-prior KD, lets its teacher do it)."""
         return self.host
 
+    def label_probabilities(self, predictor, batch: Batch) -> list[Tensor]:
+        """Probability maps (``h x w`` each) of a full-image batch for the label update (a method whose label
+        network reads more of the batch than the images overrides it)."""
+        return predictor.batch_probabilities(batch)
+
     @torch.no_grad()
     def update(self, ctx: StepContext, lose_ratio: float | None) -> None:
         """Evolve the pool's labels; with ``lose_ratio``, mine the other images. Every process ends alike."""
@@ -189,7 +194,7 @@ class PAL(Method):
         labels: dict[str, np.ndarray] = {}
         mined: dict[str, np.ndarray] = {}
         for batch in ctx.loader("train_full"):
-            probs = predictor.batch_probabilities(batch)
+            probs = self.label_probabilities(predictor, batch)
             counted = batch.get("counted") or [True] * len(probs)
             for i, (sid, keep) in enumerate(zip(batch["id"], counted)):
                 if not keep:

@@ -36,7 +36,8 @@ Ours (``[recon]`` / engine choices, each an option):
   random-prior ablation (the same capacity, no pretrained semantics).
 * the teacher sees foundation maps of the full, un-augmented image cut to the crop (the feature cache over
   the training and validation images, ``cache: memory``; the reference runs the VFM on the un-augmented
-  crop; ``cache: off`` runs it on every augmented crop); label updates and evaluation run it on the image.
+  crop; ``cache: off`` runs it on every augmented crop); label updates use the cached maps of the whole image
+  too, evaluation (validation, ``eval --branch teacher``) runs the foundation on the image.
 * ``scale``: the reference's values are 0.12 (ALCL-Net) and 0.55 (MLCL-Net) (``scales``); for other hosts
   it must be given (``configs/method/semprior.yaml`` adds ours: 0.55 for the three-stage ACM / ALCNet like
   MLCL-Net, 0.12 for the five-stage DNANet like ALCL-Net).
@@ -266,7 +267,19 @@ class SemPrior(PAL):
         return self.teacher_outputs(images)[0]
 
     def label_network(self) -> Callable[[Tensor], Tensor]:
-        return self.teacher_logits
+        """The teacher, on the cached foundation maps of the full image when the batch carries them
+        (:meth:`label_probabilities`: SCAM pools them globally, so the padded image needs no maps of its own)."""
+        return self._label_logits
+
+    def _label_logits(self, images: Tensor) -> Tensor:
+        return self.teacher_outputs(images, getattr(self, "_label_features", None))[0]
+
+    def label_probabilities(self, predictor, batch: Batch) -> list[Tensor]:
+        self._label_features = batch.get(FEATURES)
+        try:
+            return predictor.batch_probabilities(batch)
+        finally:
+            self._label_features = None
 
     def eval_branches(self) -> dict[str, Callable[[Tensor], Tensor]]:
         return {"host": self.predict_logits, "teacher": self.teacher_logits}
@@ -390,10 +403,10 @@ class SemPrior(PAL):
         """Evolve the validation pseudo-labels with the teacher, then PAL's training update (which commits
         both)."""
         store, o = ctx.stores["val_labels"], self.opts
-        predictor = ctx.predictor(self.teacher_logits)
+        predictor = ctx.predictor(self.label_network())
         labels = {}
         for batch in ctx.loader("val_full"):
-            probs = predictor.batch_probabilities(batch)
+            probs = self.label_probabilities(predictor, batch)
             counted = batch.get("counted") or [True] * len(probs)
             for i, (sid, keep) in enumerate(zip(batch["id"], counted)):
                 if keep:
