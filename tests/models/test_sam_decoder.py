@@ -60,7 +60,7 @@ def test_the_official_checkpoints_decoder_keys_load_strictly_and_sam_sizes_hold(
     head = SAMMaskHead()  # SAM ViT-B / L / H: one decoder
     n = sum(p.numel() for p in head.parameters())
     assert sum(p.numel() for p in head.mask_decoder.parameters()) == 4_058_340  # segment-anything's mask decoder
-    official = {f"image_encoder.blocks.0.attn.qkv.weight": torch.zeros(1)}  # the encoder half is not the head's
+    official = {"image_encoder.blocks.0.attn.qkv.weight": torch.zeros(1)}  # the encoder half is not the head's
     official.update({k: v.clone() + 1 for k, v in head.state_dict().items()})
     fresh = SAMMaskHead()
     fresh.load_state_dict(sam_head_state(official), strict=True)
