@@ -134,6 +134,19 @@ def test_an_outer_phase_moves_the_cluster_logits_and_the_host_by_the_hypergradie
         m.training_step(_batch(), ctx)
 
 
+def test_the_outer_phase_is_computed_in_float32_under_autocast():
+    results = []
+    for autocast in (False, True):
+        m = _method(scale=0.55, clusters="fit", num_clusters=3, outer_steps=1)
+        specs = {s.name: s.optimizer for s in m.configure_optimizers(_optim(), None)}
+        batches = {"train_crops": [_batch(seed=1, clusters=[0, 1, 2, 1])], "val_crops": [_batch(seed=2, clusters=[2, 2, 0, 1])]}
+        ctx = LocalStepContext(m, specs, loaders=batches, norm=NORM)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            m.outer_phase(ctx)
+        results.append(m.alpha.detach().clone())
+    assert torch.equal(results[0], results[1]) and not torch.equal(results[0], torch.zeros(3))
+
+
 def test_options_are_checked_and_a_host_without_a_released_scale_needs_one():
     with pytest.raises(ConfigError, match="scale"):
         _method("acm")
@@ -202,7 +215,7 @@ def test_a_semprior_run_evolves_both_label_sets_resumes_exactly_across_an_outer_
 
     SemPriorCut.cut_at = (2, 1)  # inside epoch 2, after the outer phases of epochs 0 and 1
     cfg = _config(tiny_synth, tmp_path / "b", "cut", method="semprior_cut_test", state_every_batches=1)
-    with pytest.raises(BaseException):
+    with pytest.raises(_Cut):
         train(from_dict(cfg))
     resumed = Path(train(None, resume=str(tmp_path / "b" / "cut"))["run_dir"])
     a, b = load_file(run / "last.safetensors"), load_file(resumed / "last.safetensors")
@@ -255,7 +268,8 @@ def test_the_task_loss_is_the_released_weighted_bce_and_softiou_is_basicirstds_a
     bce = _method(scale=0.5)
     per = nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none").mean(dim=(1, 2, 3))
     assert torch.allclose(bce._task([z], t, w), (w * per).mean())
-    assert torch.allclose(bce._task([z, z + 1], t, w), ((w * per).mean() + bce._weighted_task(z + 1, t, w)) / 2)
+    # deep supervision: summed over outputs, as the released task_loss(reduction="none")
+    assert torch.allclose(bce._task([z, z + 1], t, w), (w * per).mean() + bce._weighted_task(z + 1, t, w))
     softiou = _method(scale=0.5, loss="softiou")
     assert torch.allclose(softiou._task([z], t, torch.ones(4)), soft_iou_loss(z, t))
 
@@ -267,13 +281,22 @@ def test_validation_and_training_crops_carry_cached_maps_clusters_and_pseudo_lab
     dm = parts.datamodule
     dm.setup("fit")
     assert set(dm.stores["foundation"].ids) == {s.id for s in [*dm.train_samples, *dm.val_samples]}
+    for name in ("train_full", "val_full"):
+        assert "mask" not in next(iter(dm.named_loader(name))), "a point-supervised run never serves a mask"
     for name in ("train_crops", "val_crops"):
         batch = next(iter(dm.named_loader(name)))
         assert "mask" not in batch, "a point-supervised run never serves a ground-truth mask"
         assert [tuple(f.shape[1:2]) for f in batch["foundation"]] == [(16,), (24,), (40,), (112,), (320,)]
         assert batch["cluster"].dtype == torch.int64 and int(batch["cluster"].max()) < 3
+    from irfoundry.data.io import read_image
     from irfoundry.engine.inference import crop
+    from irfoundry.methods.pal_labels import contour_mask
 
+    for s in dm.val_samples:  # contours + clicks for every validation image, hard ones too (select_all=True)
+        grey = np.rint(read_image(s.image) * np.float32(255)).astype(np.uint8)
+        clicks = dm.val_clicks.load(s, grey.shape)
+        expect, _ = contour_mask(grey, clicks, easy_share=0.0)
+        assert np.array_equal(dm.val_label_store.full(s.id)[0][0].numpy(), expect), s.id
     val = next(iter(dm.named_loader("val_full")))  # full validation images with their evolving pseudo-labels
     assert torch.equal(crop(val["target"][0, 0], val["box"][0]), dm.val_label_store.full(val["id"][0])[0][0])
     assert [f.shape[1] for f in val["foundation"]] == [16, 24, 40, 112, 320]  # label updates read the cache

@@ -89,7 +89,8 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
                           + (" and data.points=FILE" if requests.labels == "points" else ""))
     dm.request_features(requests.features)
     if requests.label_store:
-        dm.request_label_store(requests.label_init, pool=requests.train_pool, val=requests.val_label_store)
+        dm.request_label_store(requests.label_init, pool=requests.train_pool, val=requests.val_label_store,
+                               val_init=requests.val_label_init)
     if requests.attributes is not None:
         dm.request_attributes(requests.attributes)
     module = IRSTDModule(method, cfg.optim, gradient_clip_val=cfg.trainer.gradient_clip_val, run_dir=run_dir,

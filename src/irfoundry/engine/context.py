@@ -145,6 +145,11 @@ class LightningStepContext:
         if value:
             self._module.clip_gradients(optimizer, gradient_clip_val=float(value), gradient_clip_algorithm="norm")
 
+    def unscaled_step(self, optimizer: Any) -> None:
+        # the wrapped optimiser itself: LightningOptimizer.step would let the precision plugin unscale gradients
+        # that were never scaled (16-mixed)
+        getattr(optimizer, "optimizer", optimizer).step()
+
     # ------------------------------------------------------------------ data
     def _named(self, name: str, skip_batches: int = 0):
         dm = self._trainer.datamodule

@@ -169,7 +169,7 @@ class IRSTDDataModule(L.LightningDataModule):
             raise ConfigError(f"feature names {names} must be unique and not one of {sorted(reserved)}")
         self._feature_requests = list(requests)
 
-    def request_label_store(self, init=None, pool: bool = False, val: bool = False) -> None:
+    def request_label_store(self, init=None, pool: bool = False, val: bool = False, val_init=None) -> None:
         """Train on a per-image label store initialised from the configured labels, optionally through
         ``init``, from a training pool, and with a validation label store (see
         :class:`~irfoundry.methods.context.DataRequests`: ``label_store``, ``label_init``, ``train_pool``,
@@ -181,6 +181,7 @@ class IRSTDDataModule(L.LightningDataModule):
             raise ConfigError("the method evolves validation pseudo-labels from the validation split's clicks; "
                               "train with data.labels: points")
         self._label_store_requested, self._label_init, self._val_label_store_requested = True, init, bool(val)
+        self._val_label_init = val_init if val_init is not None else init
         if pool:
             self.train_pool = TrainingPool([s.id for s in self.train_samples])
 
@@ -198,7 +199,7 @@ class IRSTDDataModule(L.LightningDataModule):
         if self.train_pool is not None and self._label_init is not None:
             self.train_pool.set(members)
         if self._val_label_store_requested:
-            self.val_label_store, _ = build_label_store(self.val_samples, self.val_clicks, self._label_init,
+            self.val_label_store, _ = build_label_store(self.val_samples, self.val_clicks, self._val_label_init,
                                                         VAL_LABELS)
 
     def run_labels(self):

@@ -74,6 +74,8 @@ class DataRequests:
             the validation split's clicks through ``label_init`` (every image kept), served as the targets of
             ``val_crops`` and ``val_full``, snapshotted with the training labels by ``commit_labels``. The
             engine's validation still scores the configured validation labels (``data.val_labels``).
+        val_label_init: the validation store's ``label_init`` when it differs from the training one (its
+            ``in_pool`` is ignored: every validation image is kept).
         attributes: ``attributes(train_samples, val_samples) -> {name: {id: value}}``: per-image values
             (e.g. a cluster id) computed once per process when the data is set up (from the training images
             only, or as the method decides), served as ``batch[name]`` (a ``B`` tensor of ints / floats) on
@@ -87,6 +89,7 @@ class DataRequests:
     train_pool: bool = False
     labels: str | None = None
     val_label_store: bool = False
+    val_label_init: Callable[[Any, Any], tuple[Any, bool]] | None = None
     attributes: Callable[[Sequence[Any], Sequence[Any]], Mapping[str, Mapping[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
@@ -167,6 +170,12 @@ class StepContext(Protocol):
     def clip_gradients(self, optimizer: Any, max_norm: float | None = None) -> None:
         """Clip the gradient norm of ``optimizer``'s parameters to ``max_norm`` (default:
         ``trainer.gradient_clip_val``; nothing when both are unset). Works under manual optimisation."""
+        ...
+
+    def unscaled_step(self, optimizer: Any) -> None:
+        """Step ``optimizer`` with gradients the method wrote itself (``torch.autograd.grad``, not
+        ``manual_backward``): they carry no mixed-precision loss scale, so the engine's scaler must not divide
+        them by one. Not counted in :attr:`global_step`."""
         ...
 
     def loader(self, name: str) -> Iterable[dict]:
@@ -295,6 +304,9 @@ class LocalStepContext:
         if value:
             params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, float(value))
+
+    def unscaled_step(self, optimizer: Any) -> None:
+        optimizer.step()
 
     def loader(self, name: str) -> Iterable[dict]:
         return self._loaders[name]

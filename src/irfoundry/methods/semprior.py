@@ -12,8 +12,8 @@ From the released code (``[code]``; methods.md section 2b):
   gate_weight mean|gate|`` with the cluster weights ``w`` detached
   (:func:`~irfoundry.methods.bilevel.cluster_weights`), ``task`` = BCE with logits to the pseudo-label (> 0.5,
   as the released dataset binarises it), ``KD(s, t) = MSE(sigmoid(s / T), sigmoid(t / T))``, ``T = 4``;
-  deep-supervision outputs: ``task`` averaged over the teacher's outputs, ``KD`` over the student's against
-  the teacher's main output (as ``kd_loss`` does);
+  deep-supervision outputs: ``task`` summed over the teacher's outputs (as ``task_loss`` with
+  ``reduction="none"``), ``KD`` averaged over the student's against the teacher's main output (``kd_loss``);
 * outer phase after every epoch ``e`` with ``e % outer_every == 0`` (5; 0-based, epoch 0 included),
   ``outer_steps`` (4) steps, each on a training batch (``train_crops``) and a validation batch
   (``val_crops``, on the *validation pseudo-labels*): the Gauss-Newton hypergradient of
@@ -23,8 +23,9 @@ From the released code (``[code]``; methods.md section 2b):
   epoch's last training step, so the epoch's validation sees its result (the reference evaluates after it);
 * labels: PAL's contour masks, pool, evolution and mining (:class:`~irfoundry.methods.pal.PAL`'s schedule:
   after ``warmup_fraction`` of the epochs, every ``update_every``) with the *teacher's* predictions; the
-  validation split's pseudo-labels are initialised the same way (every image, no pool) and evolve with
-  every update (``stores["val_labels"]``; no mining).
+  validation split's pseudo-labels start as contours + clicks for every image (``select_all=True``: also
+  where fewer than 80 % of the clicks found a contour) and evolve with every update (``stores["val_labels"]``;
+  no mining).
 * clusters: :mod:`irfoundry.data.clusters`, fitted on the training images only (the reference fits on all
   images, test included), validation images assigned to the nearest centre; saved as ``RUN/clusters.json``.
 
@@ -50,7 +51,9 @@ Ours (``[recon]`` / engine choices, each an option):
   the same before modulation); the encoder's BatchNorm running statistics then see each batch once (the
   reference runs both networks whole).
 * under DDP the outer step's gradients are averaged over processes after each computed its own
-  hypergradient (the reference is single-GPU).
+  hypergradient (the reference is single-GPU). The outer step runs in float32 without the mixed-precision
+  loss scale (its gradients come from ``torch.autograd.grad``), is not clipped (as released) and is not
+  counted in ``global_step``.
 
 Evaluation branches: ``host`` (the student, selects the ``best`` checkpoint) and ``teacher``.
 """
@@ -75,6 +78,7 @@ from irfoundry.methods.bilevel import cluster_weights, gauss_newton_hypergradien
 from irfoundry.methods.context import BuildEnv, DataRequests, FeatureRequest, StepContext
 from irfoundry.methods.label_evolution import pal_update
 from irfoundry.methods.pal import PAL, LabelEvolutionOptions
+from irfoundry.methods.pal_labels import contour_mask
 from irfoundry.models.base import is_encoder_decoder
 from irfoundry.optim import OptimizerSpec, build_optimizer, build_scheduler, param_groups
 
@@ -210,8 +214,16 @@ class SemPrior(PAL):
                                                              None if cache == "memory" else cache, include_val=True)]
         return DataRequests(features=features, loaders=["train_full", "train_crops", "val_crops", "val_full"],
                             label_store=True, label_init=self.initial_label, train_pool=True, labels="points",
-                            val_label_store=True,
+                            val_label_store=True, val_label_init=self.initial_val_label,
                             attributes=None if self.opts.clusters == "none" else self.cluster_attributes)
+
+    def initial_val_label(self, image, clicks):
+        """A validation image's initial pseudo-label: PAL's contours + clicks whatever share of its clicks got
+        a contour (the reference's ``initialize_point_labels(select_all=True)``; a hard training image keeps
+        its bare clicks instead, until it is mined)."""
+        o = self.opts
+        return contour_mask(image, clicks, half_window=o.half_window, canny_low=o.canny_low, canny_high=o.canny_high,
+                            max_area=o.max_contour_area, easy_share=0.0)
 
     def cluster_attributes(self, train: Sequence, val: Sequence) -> dict[str, dict[str, int]]:
         """``{"cluster": {id: cluster}}`` of every training and validation image: fitted on the training
@@ -311,10 +323,11 @@ class SemPrior(PAL):
         return (w * per).mean()
 
     def _task(self, outputs: Sequence[Tensor], target: Tensor, w: Tensor) -> Tensor:
-        """Weighted task loss averaged over outputs, ``aux_weight`` on the auxiliary ones (1: the plain mean)."""
-        aux = float(getattr(self.cfg, "aux_weight", 1.0) or 0.0) if len(outputs) > 1 else 0.0
+        """Weighted task loss summed over outputs, ``aux_weight`` on the auxiliary ones (1: the plain sum, as
+        the released ``task_loss(..., reduction="none")`` sums deep-supervision outputs)."""
+        aux = float(getattr(self.cfg, "aux_weight", 1.0) or 0.0)
         per = [self._weighted_task(z, target, w) for z in outputs]
-        return (per[0] + aux * sum(per[1:])) / (1.0 + aux * (len(per) - 1))
+        return per[0] + aux * sum(per[1:]) if len(per) > 1 else per[0]
 
     def inner_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """The inner step's loss on a training batch (module docstring) and its parts."""
@@ -377,18 +390,20 @@ class SemPrior(PAL):
             train_batch, val_batch = ctx.next_batch("train_crops"), ctx.next_batch("val_crops")
             inner.zero_grad()
             outer.zero_grad()
-            stats = gauss_newton_hypergradient(lambda: self.outer_loss(val_batch), lambda: self.outer_loss(train_batch),
-                                               theta, [self.alpha], eta)
-            for what in ("F", "f"):
-                if not torch.isfinite(torch.tensor(stats[what])):
-                    raise FloatingPointError(f"semprior outer loss {what} became {stats[what]} at epoch {ctx.epoch} "
-                                             "(lower method.options.lr_outer, check the validation labels)")
+            # float32 and no loss scale: torch.autograd.grad bypasses mixed precision's scaler
+            with torch.autocast(device_type=ctx.device.type, enabled=False):
+                stats = gauss_newton_hypergradient(lambda: self.outer_loss(val_batch),
+                                                   lambda: self.outer_loss(train_batch), theta, [self.alpha], eta)
+            finite = bool(torch.isfinite(torch.tensor([stats["F"], stats["f"]])).all())
+            if not all(ctx.all_gather_object(finite)):  # every process stops alike
+                raise FloatingPointError(f"semprior's outer loss became {stats['F']} / {stats['f']} (F / f) at epoch "
+                                         f"{ctx.epoch} on some process (lower method.options.lr_outer, check the "
+                                         "validation labels)")
             if ctx.world_size > 1:
                 for p in [*theta, self.alpha]:
                     torch.distributed.all_reduce(p.grad)
                     p.grad /= ctx.world_size
-            ctx.clip_gradients(outer)
-            outer.step()
+            ctx.unscaled_step(outer)
             ctx.log("train/outer_F", stats["F"])
         self.outer_phases += 1
 
