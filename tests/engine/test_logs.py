@@ -18,7 +18,7 @@ def test_rows_before_the_resumed_step_come_back_in_front_and_redone_steps_keep_t
                     {"epoch": "1", "step": "6", "a": "3"}])
     with continued_metrics_log(tmp_path, resuming=True):
         assert read_rows(tmp_path / METRICS_LOG.parent / SET_ASIDE)  # set aside while the fit runs
-        (tmp_path / METRICS_LOG).unlink()  # what Lightning's CSV writer does when it starts
+        assert not (tmp_path / METRICS_LOG).exists()  # the resumed fit's writer starts its own file
         _log(tmp_path, [{"epoch": "1", "step": "5", "b": "x"}, {"epoch": "1", "step": "6", "b": "z"},
                         {"epoch": "2", "step": "7", "b": "y"}])
     rows = read_rows(tmp_path / METRICS_LOG)
@@ -30,7 +30,6 @@ def test_rows_before_the_resumed_step_come_back_in_front_and_redone_steps_keep_t
 def test_a_failing_fit_still_writes_the_old_rows_back(tmp_path):
     _log(tmp_path, [{"epoch": "0", "step": "2", "a": "1"}])
     with pytest.raises(RuntimeError), continued_metrics_log(tmp_path, resuming=True):
-        (tmp_path / METRICS_LOG).unlink()
         raise RuntimeError("killed")
     assert read_rows(tmp_path / METRICS_LOG) == [{"epoch": "0", "step": "2", "a": "1"}]
 
@@ -39,10 +38,32 @@ def test_rows_left_aside_by_an_earlier_dead_resume_are_kept_and_fresh_runs_are_u
     _log(tmp_path, [{"epoch": "1", "step": "3"}])
     write_rows(tmp_path / METRICS_LOG.parent / SET_ASIDE, [{"epoch": "0", "step": "1"}])
     with continued_metrics_log(tmp_path, resuming=True):
-        (tmp_path / METRICS_LOG).unlink()
+        pass
     assert [r["epoch"] for r in read_rows(tmp_path / METRICS_LOG)] == ["0", "1"]
     with continued_metrics_log(tmp_path / "fresh", resuming=True):  # nothing logged yet: a no-op
         pass
     with continued_metrics_log(tmp_path, resuming=False):
         (tmp_path / METRICS_LOG).unlink()
     assert not (tmp_path / METRICS_LOG).exists()
+
+
+def test_a_resumed_log_whose_first_epoch_lacks_columns_of_the_old_rows_is_kept_whole(tmp_path):
+    # Lightning's CSV writer created before the resumed fit (so it deleted nothing), then a first epoch without
+    # validation, then one with it: its header rewrite must not meet the old rows' validation columns
+    from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+
+    log = tmp_path / METRICS_LOG
+    _log(tmp_path, [{"epoch": "0", "step": "4", "train/loss": "1.0", "val/iou": "0.1"},
+                    {"epoch": "1", "step": "9", "train/loss": "0.9"}])
+    writer = _ExperimentWriter.__new__(_ExperimentWriter)  # as if created before the fit: it deleted nothing
+    writer.metrics, writer.metrics_keys = [], []
+    writer._fs = __import__("fsspec").filesystem("file")
+    writer.log_dir, writer.metrics_file_path = str(log.parent), str(log)
+    with continued_metrics_log(tmp_path, resuming=True):
+        writer.log_metrics({"epoch": 2, "train/loss": 0.8}, step=14)
+        writer.save()
+        writer.log_metrics({"epoch": 3, "train/loss": 0.7, "val/iou": 0.3}, step=19)
+        writer.save()
+    rows = read_rows(log)
+    assert [r["step"] for r in rows] == ["4", "9", "14", "19"] and rows[0]["val/iou"] == "0.1"
+    assert rows[3]["val/iou"] == "0.3" and rows[2]["val/iou"] == ""

@@ -51,6 +51,9 @@ def continued_metrics_log(run_dir: Path, resuming: bool) -> Iterator[None]:
         return
     before = _merge(read_rows(aside), read_rows(log_path))
     write_rows(aside, before)
+    # the resumed fit's CSV writer starts a file of its own: one it finds is rewritten with the header of the
+    # keys it has logged so far, and rows of other keys there would fail it (a resumed epoch without validation)
+    log_path.unlink(missing_ok=True)
     try:
         yield
     finally:
