@@ -21,7 +21,14 @@ from irfoundry.models import (
 from irfoundry.models.base import count_params
 
 ALL = list_models()
-ENCODER_DECODER = [m for m in ALL if is_encoder_decoder(create_model(m))]
+ENCODER_DECODER, NO_LOGIT_LAYERS = [], set()
+for _name in ALL:  # one build per model at collection
+    _m = create_model(_name)
+    if is_encoder_decoder(_m):
+        ENCODER_DECODER.append(_name)
+    if not _m.logit_layers:  # outputs that are not convolutions with a bias (SAM-style hypernetwork heads)
+        NO_LOGIT_LAYERS.add(_name)
+del _m
 # large hosts get the smallest legal input to keep the suite fast on a 2-core CPU
 SIZE = {"uiunet": (32, 64)}
 
@@ -88,7 +95,7 @@ def test_train_forward_backward(model):
     loss.backward()
     unused = tuple(model.unused_modules)
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
-    missing = [n for n, g in grads.items() if g is None and n.split(".")[0] not in unused]
+    missing = [n for n, g in grads.items() if g is None and not any(n == u or n.startswith(u + ".") for u in unused)]
     assert not missing, f"parameters without gradient (declare them in unused_modules): {missing[:5]}"
     grads = list(grads.values())
     assert any(g.abs().sum() > 0 for g in grads)
@@ -151,6 +158,10 @@ def test_in_chans_option():
 def _start_logits(name: str, x: torch.Tensor, prior: float | None, weight_std: float | None = 0.01) -> list[torch.Tensor]:
     torch.manual_seed(0)
     host = create_model(name)
+    if name in NO_LOGIT_LAYERS:  # nothing to initialise: refused by name, never silently ignored
+        with pytest.raises(ModelError, match="names no logit_layers"):
+            init_output_probability(host, 0.01)
+        pytest.skip(f"{name} has no logit layers (refusal tested)")
     if prior is not None:
         init_output_probability(host, prior, weight_std)
     host.train()  # batch statistics, as at the first training step
@@ -173,8 +184,10 @@ def test_output_prior_starts_every_output_at_the_prior(name):
 
 
 # ALCL-Net's reference Kaiming init on an un-normalised head already starts at a median logit of about -9
-# (std 4), not at p ~ 0.5; the bias-only prior shifts it by the bias, but cannot bring it to the prior
-STARTS_FAR_BELOW_HALF = {"alclnet"}
+# (std 4), not at p ~ 0.5; GGL-Net's (Kaiming fan_out on its 1-channel output conv, std sqrt(2)) anywhere
+# from about -8 to +3.5 by seed; MSDA-Net's reference init from about -3.5 to +10.5: the bias-only prior
+# shifts them by the bias, but cannot bring them to the prior
+STARTS_FAR_BELOW_HALF = {"alclnet", "gglnet", "msdanet"}
 
 
 @pytest.mark.parametrize("name", ALL)

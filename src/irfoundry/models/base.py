@@ -43,8 +43,9 @@ class SegmentationModel(nn.Module):
 
     #: height and width of every input must be multiples of this
     input_multiple: int = DEFAULT_INPUT_MULTIPLE
-    #: submodules the reference builds but never calls (kept so reference checkpoints load strictly);
-    #: they get no gradient, so DDP needs ``find_unused_parameters=True`` for such models
+    #: submodules (qualified names, e.g. ``uplayer1`` or ``mask_head.prompt_encoder.point_embeddings``) the
+    #: reference builds but never calls (kept so reference checkpoints load strictly); they get no gradient,
+    #: so DDP needs ``find_unused_parameters=True`` for such models
     unused_modules: tuple[str, ...] = ()
     #: convolutions that map features to output logits (main and deep-supervision heads);
     #: :func:`init_output_probability` sets them
