@@ -76,6 +76,8 @@ def build_run(cfg: RunConfig, *, norm: Mapping[str, float] | None = None, run_di
     if cfg.model.init_prob is not None:  # a resumed run then loads its own weights over it
         init_output_probability(host, cfg.model.init_prob, cfg.model.init_weight_std)
     dm = IRSTDDataModule(cfg.data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, norm=norm, multiple=multiple)
+    if hasattr(host, "set_input_norm"):  # models that undo the data normalisation themselves (sam_teacher)
+        host.set_input_norm(dm.norm)
     method = build_method(cfg.method, host, BuildEnv(norm=dm.norm))
     if resolve_monitor(cfg) != cfg.trainer.monitor:
         log.info("validation scores the val split's clicks (data.val_labels: points): trainer.monitor = val/point_f1")

@@ -138,25 +138,31 @@ class FoundationModel(Frozen):
         Raises:
             ModelError: wrong shape or dtype, or values far outside [0, 1].
         """
+        with torch.no_grad():
+            return self.features(x)
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """:meth:`forward` without ``torch.no_grad()``: what a trainable encoder built on this adapter calls
+        (:class:`irfoundry.foundation.trainable.FoundationEncoder`); gradients reach whatever backbone
+        parameters require them. Same input, output and errors as :meth:`forward`."""
         _check_input(x)
         h, w = x.shape[-2:]
-        with torch.no_grad():
-            img = x.to(self.mean.dtype)
-            if img.shape[1] == 1:
-                img = img.expand(-1, 3, -1, -1)
-            if self.input_size is not None and tuple(self.input_size) != (h, w):
-                img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
-            img = (img - self.mean) / self.std
-            hi, wi = img.shape[-2:]
-            m = self.pad_multiple
-            img = F.pad(img, (0, (-wi) % m, 0, (-hi) % m))
-            raw = self._extract(img)
-            out = []
-            for feat, (_, native, _) in zip(raw, self._native):
-                stride = self.output_stride or native
-                size = (math.ceil(h / stride), math.ceil(w / stride))
-                src = (native * h / hi, native * w / wi)  # backbone cell size in input pixels
-                out.append(sample_cells(feat, src, (stride, stride), size))
+        img = x.to(self.mean.dtype)
+        if img.shape[1] == 1:
+            img = img.expand(-1, 3, -1, -1)
+        if self.input_size is not None and tuple(self.input_size) != (h, w):
+            img = F.interpolate(img, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        img = (img - self.mean) / self.std
+        hi, wi = img.shape[-2:]
+        m = self.pad_multiple
+        img = F.pad(img, (0, (-wi) % m, 0, (-hi) % m))
+        raw = self._extract(img)
+        out = []
+        for feat, (_, native, _) in zip(raw, self._native):
+            stride = self.output_stride or native
+            size = (math.ceil(h / stride), math.ceil(w / stride))
+            src = (native * h / hi, native * w / wi)  # backbone cell size in input pixels
+            out.append(sample_cells(feat, src, (stride, stride), size))
         return [o.to(x.dtype) for o in out]
 
     def _extract(self, img: Tensor) -> list[Tensor]:

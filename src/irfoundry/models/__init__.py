@@ -17,7 +17,10 @@ from irfoundry.models.base import (
 from irfoundry.models.frozen import Frozen
 
 # model families: importing a module registers its variants
-from irfoundry.models import acm, alclnet, alcnet, dnanet, mlclnet, mshnet, uiunet, unet  # noqa: F401  (isort: skip)
+from irfoundry.models import (  # noqa: F401  (isort: skip)
+    acm, alclnet, alcnet, dnanet, gglnet, isnet, istdunet, mlclnet, msdanet, mshnet, rdian, sam_teacher, sctransnet,
+    uiunet, unet,
+)
 
 __all__ = [
     "Frozen",
