@@ -8,6 +8,8 @@ References:
     Focal: Lin et al., ICCV 2017 (sigmoid focal loss, alpha = 0.25, gamma = 2).
     OHEM edge BCE: PAL (Yu et al., ICCV 2025, ``loss/Edge_loss.py::edgeSCE_loss``): per-pixel BCE,
     target-edge pixels weighted x4, mean over the hardest 50 % of pixels.
+    SimIR point loss (``simir_point``): BCE + Dice, weight 5 each, on 12,544 PointRend-sampled points per
+    mask (O937-blip/SimIR); implemented in :mod:`irfoundry.point_loss`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from irfoundry.errors import ConfigError
+from irfoundry.point_loss import simir_point_loss
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -107,6 +110,7 @@ LOSSES: dict[str, LossFn] = {
     "lesps_focal": lesps_focal_loss,
     "ohem_bce": ohem_edge_bce_loss,
     "softiou+bce": lambda z, t: soft_iou_loss(z, t) + bce_loss(z, t),
+    "simir_point": simir_point_loss,
 }
 
 

@@ -30,7 +30,7 @@ for _name in ALL:  # one build per model at collection
         NO_LOGIT_LAYERS.add(_name)
 del _m
 # large hosts get the smallest legal input to keep the suite fast on a 2-core CPU
-SIZE = {"uiunet": (32, 64)}
+SIZE = {"uiunet": (32, 64), "simir": (32, 64)}
 
 
 @pytest.fixture(scope="module", params=ALL)

@@ -94,7 +94,9 @@ class MSDeformAttn(nn.Module):
         value = self.value_proj(value_input).view(b, value_input.shape[1], m, self.d_model // m)
         offsets = self.sampling_offsets(query).view(b, lq, m, n_levels, p, 2)
         weights = self.attention_weights(query).view(b, lq, m, n_levels * p).softmax(-1).view(b, lq, m, n_levels, p)
-        normaliser = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)
+        # from the shapes as tensors, not a constant: an ONNX trace then keeps the level sizes dynamic
+        normaliser = torch.stack([torch.stack([torch.as_tensor(w), torch.as_tensor(h)]) for h, w in shapes]).to(
+            device=query.device, dtype=query.dtype)
         locations = reference[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
         return self.output_proj(ms_deform_attn(value, shapes, locations, weights))
 

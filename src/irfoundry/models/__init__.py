@@ -19,7 +19,7 @@ from irfoundry.models.frozen import Frozen
 # model families: importing a module registers its variants
 from irfoundry.models import (  # noqa: F401  (isort: skip)
     acm, alclnet, alcnet, dnanet, gglnet, isnet, istdunet, mlclnet, msdanet, mshnet, rdian, sam_teacher, sctransnet,
-    uiunet, unet,
+    simir, uiunet, unet,
 )
 
 __all__ = [

@@ -26,9 +26,9 @@ from typing import Mapping, Sequence, Type
 import torch
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from irfoundry.errors import CheckpointError, ModelError
+from irfoundry.layers.mlp import MLP
 from irfoundry.layers.two_way_transformer import TwoWayTransformer
 
 __all__ = ["MaskDecoder", "PositionEmbeddingRandom", "PromptEncoder", "SAMMaskHead", "sam_head_state"]
@@ -127,22 +127,10 @@ class PromptEncoder(nn.Module):
             dense = self.mask_downscaling(masks)
         else:
             h, w = size or self.image_embedding_size
-            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(bs, -1, h, w)
+            # a copy, not SAM's bare expand: a view of a parameter made under no_grad claims requires_grad without
+            # a grad_fn, which torch's FLOP counter (count_macs) refuses
+            dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(bs, -1, h, w).contiguous()
         return sparse, dense
-
-
-class _MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them (SAM's decoder ``MLP``)."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
-        super().__init__()
-        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:] + [output_dim]))
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = F.relu(layer(x)) if i < len(self.layers) - 1 else layer(x)
-        return x
 
 
 class MaskDecoder(nn.Module):
@@ -169,8 +157,8 @@ class MaskDecoder(nn.Module):
             LayerNorm2d(transformer_dim // 4), activation(),
             nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2), activation())
         self.output_hypernetworks_mlps = nn.ModuleList(
-            _MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens))
-        self.iou_prediction_head = _MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens))
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
 
     def predict_masks(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
                       dense_prompt_embeddings: Tensor) -> tuple[Tensor, Tensor]:
