@@ -21,12 +21,16 @@ from irfoundry.errors import CheckpointError, ConfigError  # noqa: E402
 from irfoundry.models import list_models  # noqa: E402
 
 
+REFUSED = ("sam_teacher",)  # models that declare SegmentationModel.onnx_refusal (tested below)
+EXPORTABLE = [m for m in list_models() if m not in REFUSED]
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """host name -> (weights file, onnx file), each host exported once."""
     folder = tmp_path_factory.mktemp("onnx")
     files = {}
-    for name in list_models():
+    for name in EXPORTABLE:
         weights = saved_host(name, folder)
         files[name] = (weights, export(weights, folder / f"{name}.onnx", format="onnx")["out"])
     return files
@@ -40,7 +44,7 @@ def _max_prob_diff(weights, onnx_file, images) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", EXPORTABLE)
 def test_onnx_matches_torch_on_synthetic_images(exported, tiny_synth, name):
     images = [read_image(p) for p in sorted((tiny_synth / "images").glob("*.png"))[:3]]
     assert _max_prob_diff(*exported[name], images) < 1e-4
@@ -48,12 +52,19 @@ def test_onnx_matches_torch_on_synthetic_images(exported, tiny_synth, name):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", EXPORTABLE)
 def test_onnx_matches_torch_on_real_sirst_images(exported, shared_data, name):
     # three SIRST test images of different sizes, none a multiple of 32 on both sides
     images = [read_image(p) for p in sorted((shared_data / "sirst" / "images").glob("*.png"))[:3]]
     assert len({im.shape for im in images}) > 1
     assert _max_prob_diff(*exported[name], images) < 1e-4
+
+
+def test_models_that_declare_a_refusal_are_refused_before_anything_is_written(tmp_path):
+    weights = saved_host("sam_teacher", tmp_path)
+    with pytest.raises(ConfigError, match="sam_teacher is not exported to ONNX: a training-time teacher"):
+        export(weights, tmp_path / "t.onnx", format="onnx")
+    assert not (tmp_path / "t.onnx").exists()
 
 
 def test_onnx_metadata_carries_what_prediction_needs(unet_weights, tmp_path):

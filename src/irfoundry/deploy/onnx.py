@@ -111,6 +111,8 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, meta: Mapping, *, expo
         ``meta`` plus ``parity_max_abs_diff`` (probabilities, float32), ``opset``, ``exporter``.
     """
     onnx, _ = _require_onnx()
+    if getattr(model, "onnx_refusal", None):
+        raise ConfigError(f"{meta.get('model_name', type(model).__name__)} is not exported to ONNX: {model.onnx_refusal}")
     if exporter not in EXPORTERS:
         raise ConfigError(f"ONNX exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     missing = [k for k in ("norm", "input_multiple", "padding", "threshold") if k not in meta]

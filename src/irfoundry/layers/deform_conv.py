@@ -17,6 +17,10 @@ Both extensions use torchvision's offset layout (channel ``2k`` is the vertical,
 offset of kernel tap ``k`` in row-major order; bilinear sampling, zero outside the map), so the weights
 transfer as they are. The offset predictors start at zero (a regular convolution), as in the references.
 Only ``groups = deformable_groups = 1`` is implemented, the only setting ISNet uses.
+
+torchvision's op has no ONNX symbolic: while an ONNX export traces the layer it runs
+:func:`deform_conv2d_sampled` instead, the same convolution written with ``F.grid_sample`` and ``einsum``
+(equal to torchvision's to float rounding, tested), so deformable hosts export like the others.
 """
 
 from __future__ import annotations
@@ -24,13 +28,51 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
 from irfoundry.errors import ModelError
 
-__all__ = ["DeformConv2dPack", "ModulatedDeformConv2dPack"]
+__all__ = ["DeformConv2dPack", "ModulatedDeformConv2dPack", "deform_conv2d_sampled"]
+
+
+def deform_conv2d_sampled(x: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None = None, stride=(1, 1),
+                          padding=(0, 0), dilation=(1, 1), mask: Tensor | None = None) -> Tensor:
+    """``torchvision.ops.deform_conv2d`` (one group, one deformable group) from exportable operators.
+
+    Args:
+        x: ``B x C x H x W``.
+        offset: ``B x 2K x H' x W'`` (``K = kh * kw`` taps in row-major order; channel ``2k`` vertical,
+            ``2k + 1`` horizontal, in pixels).
+        weight: ``O x C x kh x kw``; bias: ``O`` or ``None``.
+        mask: ``B x K x H' x W'`` modulation (DCN v2) or ``None``.
+
+    Returns:
+        ``B x O x H' x W'``: tap ``k`` of output cell ``(i, j)`` reads ``x`` bilinearly (zero outside) at
+        ``(i s_h - p_h + a d_h + dy, j s_w - p_w + b d_w + dx)``.
+    """
+    b, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    ho, wo = offset.shape[-2:]
+    taps = kh * kw
+    ys = torch.arange(ho, device=x.device, dtype=x.dtype) * stride[0] - padding[0]
+    xs = torch.arange(wo, device=x.device, dtype=x.dtype) * stride[1] - padding[1]
+    ky = torch.arange(kh, device=x.device, dtype=x.dtype) * dilation[0]
+    kx = torch.arange(kw, device=x.device, dtype=x.dtype) * dilation[1]
+    base_y = (ky.view(kh, 1, 1, 1) + ys.view(1, 1, ho, 1)).expand(kh, kw, ho, wo).reshape(taps, ho, wo)
+    base_x = (kx.view(1, kw, 1, 1) + xs.view(1, 1, 1, wo)).expand(kh, kw, ho, wo).reshape(taps, ho, wo)
+    off = offset.view(b, taps, 2, ho, wo)
+    py, px = base_y + off[:, :, 0], base_x + off[:, :, 1]
+    # align_corners=False: normalised g is pixel ((g + 1) W - 1) / 2, so pixel p is g = (2 p + 1) / W - 1
+    grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1).view(b, taps * ho, wo, 2)
+    cols = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    cols = cols.view(b, c, taps, ho, wo)
+    if mask is not None:
+        cols = cols * mask.view(b, 1, taps, ho, wo)
+    out = torch.einsum("bckhw,ock->bohw", cols, weight.reshape(o, c, taps))
+    return out if bias is None else out + bias.view(1, o, 1, 1)
 
 
 class _DeformConvBase(nn.Module):
@@ -65,6 +107,9 @@ class _DeformConvBase(nn.Module):
         )
 
     def _deform(self, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+        if torch.onnx.is_in_onnx_export():  # torchvision's op has no ONNX symbolic
+            return deform_conv2d_sampled(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                         mask)
         return deform_conv2d(
             x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
             mask=mask,

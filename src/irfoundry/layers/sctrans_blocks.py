@@ -136,10 +136,18 @@ class ChannelCrossAttention(nn.Module):
             q = getattr(self, f"q{i}")(getattr(self, f"mhead{i}")(emb)).reshape(b, 1, c, h * w)
             q = F.normalize(q, dim=-1)
             attn = (q @ k.transpose(-2, -1)) / math.sqrt(self.kv_size)  # B x 1 x C_i x KV
-            probs = torch.softmax(self.psi(attn), dim=3)
+            probs = torch.softmax(_instance_norm(attn, self.psi.eps), dim=3)
             out = (probs @ v).mean(dim=1).reshape(b, c, h, w)
             outs.append(getattr(self, f"project_out{i}")(out))
         return outs
+
+
+def _instance_norm(x: Tensor, eps: float) -> Tensor:
+    """``nn.InstanceNorm2d`` without affine or running statistics (the reference's ``psi``), written out: the ONNX
+    exporter refuses InstanceNormalization when the channel count is not static."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    var = (x - mean).square().mean(dim=(-2, -1), keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
 
 
 class SCTBlock(nn.Module):

@@ -52,6 +52,8 @@ class SegmentationModel(nn.Module):
     logit_layers: tuple[str, ...] = ()
     #: convolutions whose *inputs* are logits (a fusion of side outputs, e.g. MSHNet ``final``)
     logit_fusion_layers: tuple[str, ...] = ()
+    #: why an ONNX export of this model is refused (``None``: it exports; :func:`irfoundry.deploy.onnx.export_onnx`)
+    onnx_refusal: str | None = None
     #: filled in by :func:`irfoundry.models.create_model`
     model_name: str = ""
     model_kwargs: dict = {}

@@ -61,6 +61,8 @@ class SAMTeacher(SegmentationModel):
     """
 
     logit_layers: tuple[str, ...] = ()  # the masks are dot products of hypernetwork weights and features
+    onnx_refusal = ("a training-time teacher (the student ships); the foundation adapter sizes its maps with Python "
+                    "arithmetic on the input size, which an ONNX trace freezes (parity 5e-2 at other sizes)")
 
     def __init__(self, image_encoder: nn.Module, mask_head: nn.Module, neck: nn.Module | None = None, *,
                  mask_prompt: str = "none") -> None:
