@@ -16,7 +16,8 @@ from irfoundry.methods.pal import PALOptions
 from irfoundry.methods.semprior import SemPriorOptions
 from irfoundry.models import list_models
 
-SHIPPED_HOSTS = {"acm", "alcnet", "alclnet", "dnanet", "mlclnet", "mshnet", "uiunet"}
+SHIPPED_HOSTS = {"acm", "alcnet", "alclnet", "dnanet", "mlclnet", "mshnet", "uiunet",
+                 "rdian", "istdunet", "gglnet", "isnet", "msdanet", "sctransnet"}  # the host zoo (issue 22)
 
 
 def test_families_cover_every_host_and_dataset():
