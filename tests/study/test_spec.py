@@ -48,3 +48,16 @@ def test_selections_must_name_axis_values():
         load_spec("fdep_gain").plan(arms=["fdep_kdd"])
     with pytest.raises(ConfigError, match="neither a file nor a shipped study"):
         load_spec("nope")
+
+
+def test_run_links_name_the_other_run_of_the_same_dataset_and_seed(tmp_path):
+    raw = yaml.safe_load(open(__import__("irfoundry").__path__[0] + "/configs/studies/fdep_gain.yaml"))
+    raw["arms"]["fdep"]["method"]["options"]["note"] = "from {run:alcnet/host} and {run:acm/fdep_kd}"
+    raw["arms"]["fdep_random"]["method"]["options"]["note"] = "{run:acm/nope}"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(path)
+    cfg = spec.run_config(RunKey("nudt_sirst", "acm", "fdep", 2), "runs/x")
+    assert cfg["method"]["options"]["note"] == "from runs/x/nudt_sirst_alcnet_host_s2 and runs/x/nudt_sirst_acm_fdep_kd_s2"
+    with pytest.raises(ConfigError, match="names arm 'nope'"):
+        spec.run_config(RunKey("sirst", "acm", "fdep_random", 0), "runs/x")

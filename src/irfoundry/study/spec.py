@@ -7,7 +7,10 @@ A study is datasets x hosts x seeds x arms; every run's config is composed, late
    belongs to it (a shorter schedule);
 3. ``arms[A]``: what the arm changes (usually the method and its options);
 4. the run's identity: ``model.name = H``, ``data.seed = trainer.seed = S``, ``trainer.out_dir`` (the
-   runs folder) and ``trainer.run_name`` (``run_name`` formatted with dataset, host, arm and seed);
+   runs folder) and ``trainer.run_name`` (``run_name`` formatted with dataset, host, arm and seed); a string
+   value ``{run:HOST/ARM}`` anywhere in the config becomes the run folder of that host and arm at the same
+   dataset and seed (a distillation arm naming its teacher's run: ``teacher: "{run:sam_teacher/teacher}"``;
+   list the teacher's host first, so that it trains first);
 5. the ``--set`` overrides given to ``irfoundry study run`` (e.g. ``trainer.max_epochs=400`` on a GPU).
 
 Specs are YAML files, or the ones shipped in ``irfoundry/configs/studies/`` by name (``fdep_gain``).
@@ -19,6 +22,7 @@ reference]`` pairs whose per-seed differences of the ``paired`` metrics the summ
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +38,8 @@ __all__ = ["RunKey", "StudySpec", "load_spec", "list_specs"]
 
 #: metrics a row carries: the reported ones plus HSE
 ROW_METRICS = (*REPORTED, "hse")
+#: ``{run:HOST/ARM}``: the folder of another run of the study (same dataset and seed)
+RUN_LINK = re.compile(r"\{run:([^/{}]+)/([^/{}]+)\}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,25 @@ class StudySpec:
         raw = deep_merge(raw, expand_defaults(self.arms[key.arm]))
         identity = {"model": {"name": key.host}, "data": {"seed": key.seed},
                     "trainer": {"seed": key.seed, "out_dir": str(runs_dir), "run_name": self.name_of(key)}}
-        return deep_merge(raw, identity)
+        return self._link_runs(deep_merge(raw, identity), key, runs_dir)
+
+    def _link_runs(self, value: Any, key: RunKey, runs_dir: str | Path) -> Any:
+        """``{run:HOST/ARM}`` in string values -> that run's folder (same dataset and seed)."""
+        if isinstance(value, dict):
+            return {k: self._link_runs(v, key, runs_dir) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._link_runs(v, key, runs_dir) for v in value]
+        if not isinstance(value, str):
+            return value
+
+        def folder(match: re.Match) -> str:
+            host, arm = match.group(1), match.group(2)
+            if arm not in self.arms:
+                raise ConfigError(f"study {self.name}: {match.group(0)} names arm {arm!r}, not one of "
+                                  f"{sorted(self.arms)}")
+            return str(Path(runs_dir) / self.name_of(RunKey(key.dataset, host, arm, key.seed)))
+
+        return RUN_LINK.sub(folder, value)
 
     def name_of(self, key: RunKey) -> str:
         return self.run_name.format(**key.as_dict())
