@@ -14,6 +14,7 @@ from irfoundry.methods.fdep import FDEPOptions
 from irfoundry.methods.lesps import LESPSOptions
 from irfoundry.methods.pal import PALOptions
 from irfoundry.methods.semprior import SemPriorOptions
+from irfoundry.methods.simir_distill import SimIRDistillOptions
 from irfoundry.models import list_models
 
 SHIPPED_HOSTS = {"acm", "alcnet", "alclnet", "dnanet", "mlclnet", "mshnet", "uiunet",
@@ -25,7 +26,7 @@ def test_families_cover_every_host_and_dataset():
     assert {"sirst427", "nuaa", "nudt"} <= set(group_names("data"))
     assert set(list_models()) <= set(group_names("model")), "every registered model is a model group"
     names = set(run_names())
-    for family in ("basicirstd", "cpu", "fdep", "lesps", "pal", "semprior"):
+    for family in ("basicirstd", "cpu", "fdep", "lesps", "pal", "semprior", "simir_distill"):
         assert {f"{family}/{h}_{d}" for h in SHIPPED_HOSTS for d in ("sirst427", "nuaa", "nudt")} <= names
 
 
@@ -53,6 +54,20 @@ def test_named_run_parses_and_keeps_its_protocol(name):
             assert (o.decay, o.lose_ratio_init, o.alarm_ratio, o.edge_weight, o.keep_fraction) == (0.97, 0.2, 5.0, 4.0, 0.5)
             assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.scheduler) == ("adamw", 1e-3, "none")
             assert (cfg.trainer.batch_size, cfg.data.crop_size, cfg.trainer.max_epochs) == (16, 256, 400)
+    elif family == "simir_distill":  # the teacher is the user's run folder or file
+        with pytest.raises(ConfigError, match="method.options.teacher"):
+            load_config(name)
+        cfg = load_config(name, ["method.options.teacher=runs/teacher"])
+        o = cfg.method.options
+        assert isinstance(o, SimIRDistillOptions) and o.teacher == "runs/teacher"
+        assert (o.temperature, o.kd_weight) == (2.0, 1.0)
+        assert (o.feature_weight, o.distill_epochs, o.kd_outputs) == (0.0, None, "all")
+        # the released configs/repvit.yaml SOLVER and batch
+        assert cfg.method.loss == "simir_point" and cfg.trainer.gradient_clip_val == 0.01
+        opt = cfg.optim
+        assert (opt.optimizer, opt.lr, opt.weight_decay, opt.min_lr) == ("adamw", 1e-4, 0.1, 1e-6)
+        assert (cfg.optim.scheduler, cfg.optim.interval, cfg.optim.warmup_steps) == ("cosine", "step", 0)
+        assert cfg.optim.no_decay_norm_bias and (cfg.trainer.max_steps, cfg.trainer.batch_size) == (9600, 8)
     else:
         cfg = load_config(name)
     assert cfg.model.name in list_models() and cfg.method.name in list_methods()
