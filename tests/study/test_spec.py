@@ -61,3 +61,13 @@ def test_run_links_name_the_other_run_of_the_same_dataset_and_seed(tmp_path):
     assert cfg["method"]["options"]["note"] == "from runs/x/nudt_sirst_alcnet_host_s2 and runs/x/nudt_sirst_acm_fdep_kd_s2"
     with pytest.raises(ConfigError, match="names arm 'nope'"):
         spec.run_config(RunKey("sirst", "acm", "fdep_random", 0), "runs/x")
+
+
+@pytest.mark.parametrize("name", list_specs())
+def test_every_run_of_every_shipped_study_is_a_valid_config(name):
+    spec = load_spec(name)
+    keys = spec.plan(arms=list(spec.arms))
+    assert keys
+    for key in keys:
+        cfg = from_dict(spec.run_config(key, "runs/x"))
+        assert cfg.trainer.run_name == spec.name_of(key) and cfg.model.name == key.host
