@@ -12,8 +12,9 @@ with; another budget is refused (``--out`` a new file), so rows of one file alwa
 Rows: ``dataset``, ``host``, ``arm``, ``seed``, ``run_name``, ``run_dir``, the test split and its size, the
 test metrics of the deployable network selected on validation (:data:`~irfoundry.study.spec.ROW_METRICS`,
 fractions; HSE in percent), ``best_epoch``, ``monitor`` and ``best_score`` (the selection: ``val/iou``, or
-``val/point_f1`` for a point-supervised run that validates on clicks), ``val_iou`` (``None`` then), every logged
-``val`` value, ``epoch_seconds`` (median ``train/epoch_seconds``: training batches and data loading, no
+``val/point_f1`` for a point-supervised run that validates on clicks; ``best_score`` is the selected epoch's value),
+``val_iou`` and ``val`` (every logged validation value) of the run's *last* validation, not the selected one's
+(``val_iou`` is ``None`` on clicks), ``epoch_seconds`` (median ``train/epoch_seconds``: training batches and data loading, no
 validation), ``train_seconds`` and ``resumed`` when a run was continued. A spec's ``branch_arms`` add a row
 per trained run of their arm: another evaluation branch of it (a teacher) at the same checkpoint, with
 ``branch`` and ``of_arm`` (the training fields are the run's).
