@@ -115,18 +115,25 @@ def test_declared_stage_features_match_encoder_outputs(encdec):
     assert [d["num_chs"] for d in info] == list(model.stage_channels)
 
 
-def test_decode_consumes_modified_bottleneck(encdec):
-    """A fusion module replaces the bottleneck between encode and decode: decode must use it."""
+def test_decode_reads_every_stage_and_mutates_nothing(encdec):
+    """A fusion module (FDEP's SAMF, semprior's SCAM) changes the stage features between encode and decode:
+    ``decode(encode(x))`` must be the forward pass, read every stage, leave its inputs as they were, and
+    refuse a wrong number of stages by name."""
     model = encdec
     h, w = _size(model.model_name)
     model.eval()
     with torch.no_grad():
         x = torch.randn(1, 1, h, w)
         feats = model.encode(x)
+        kept = [f.clone() for f in feats]
         base = model.decode(feats, (h, w))
-        changed = model.decode([*feats[:-1], feats[-1] + 1.0], (h, w))
+        assert all(torch.equal(a, b) for a, b in zip(feats, kept)), "decode changed its input features"
         assert torch.equal(base, model(x))
-    assert not torch.allclose(base, changed)
+        for i in range(len(feats)):
+            changed = [f + 1.0 if j == i else f for j, f in enumerate(feats)]
+            assert not torch.allclose(model.decode(changed, (h, w)), base), f"stage {i} is ignored by decode"
+        with pytest.raises(ModelError, match=f"{len(feats)} stage features"):
+            model.decode(feats[:-1], (h, w))
 
 
 def test_params_match_published(model):

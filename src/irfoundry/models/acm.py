@@ -105,6 +105,7 @@ class ACM(HostNet):
 
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor:
         """``[c1, c2, c3]`` -> logits ``B x 1 x H x W`` (``input_size = (H, W)``)."""
+        self.check_stage_features(features)
         c1, c2, c3 = features
         x = self.uplayer2(self.fuse2(self.deconv2(c3), c2))
         x = self.uplayer1(self.fuse1(self.deconv1(x), c1))

@@ -135,8 +135,7 @@ class ALCLNet(HostNet):
 
         ``input_size`` is unused: the shallowest stage is already at full resolution.
         """
-        if len(features) != 5:
-            raise ModelError(f"alclnet.decode expects 5 stage features, got {len(features)}")
+        self.check_stage_features(features)
         f1, f2, f3, f4, f5 = features
         x = self.sbam4(self.lcl5(f5), self.lcl4(f4))
         x = self.sbam3(x, self.lcl3(f3))

@@ -87,6 +87,13 @@ class HostNet(SegmentationModel):
         """Stage features -> logits ``B x 1 x H x W`` (a list, main first, in training with deep supervision)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def check_stage_features(self, features: Sequence[Tensor]) -> None:
+        """Raise :class:`ModelError` unless ``features`` holds one map per declared stage, as :meth:`encode`
+        returns them (what a :meth:`decode` checks before unpacking)."""
+        if len(features) != len(self.stage_channels):
+            raise ModelError(f"{type(self).__name__}.decode expects the {len(self.stage_channels)} stage features "
+                             f"of encode(), got {len(features)}")
+
     def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         check_input_size(x, self.input_multiple)
         return self.decode(self.encode(x), (x.shape[-2], x.shape[-1]))

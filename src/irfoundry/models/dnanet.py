@@ -136,8 +136,7 @@ class DNANet(HostNet):
 
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor | list[Tensor]:
         """Encoder stages -> logits ``B x 1 x H x W`` (training with deep supervision: 4 of them, main first)."""
-        if len(features) != 5:
-            raise ModelError(f"DNANet.decode expects the 5 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         x0_0, x1_0, x2_0, x3_0, x4_0 = features
         s0, s1, s2, s3 = (f.shape[-2:] for f in (x0_0, x1_0, x2_0, x3_0))
 

@@ -342,8 +342,7 @@ class GGLNet(HostNet):
     def fused_features(self, features: Sequence[Tensor]) -> list[Tensor]:
         """Stage features -> the decoder's fused maps ``[d1, d2, d3, d4]`` (the reference's ``out1_2 .. out4_2``),
         ``B x stage_channels[i] x H/2^i x W/2^i``: the inputs of the heads."""
-        if len(features) != 5:
-            raise ModelError(f"GGLNet.decode expects the 5 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         local = [getattr(self, f"lcl{k}")(f) for k, f in zip(range(1, 6), features)]
         fused = [local[4]]
         for k in (4, 3, 2, 1):

@@ -289,8 +289,7 @@ class ISNet(HostNet):
 
     def decode_with_edge(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """``[e, c1, c2, c3]`` -> ``(mask_logits, edge_logits)``, both ``B x 1 x H x W`` (``input_size``)."""
-        if len(features) != 4:
-            raise ModelError(f"ISNet.decode expects the 4 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         e, c1, c2, c3 = features
         size = tuple(input_size)
         upc2 = self.uplayer2(self.TTOA_low(self.deconv2(c3), c2))

@@ -218,8 +218,7 @@ class ISTDUNet(HostNet):
 
     def decoder_features(self, features: Sequence[Tensor]) -> Tensor:
         """Stage features -> the decoder's full-resolution map ``B x stage_channels[0] x H x W`` (both heads' input)."""
-        if len(features) != 4:
-            raise ModelError(f"ISTDUNet.decode expects the 4 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         return self.up(self.DN(features))
 
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor:

@@ -132,8 +132,7 @@ class MLCLNet(HostNet):
 
         ``input_size`` is unused: the shallowest stage is already at full resolution.
         """
-        if len(features) != 3:
-            raise ModelError(f"mlclnet.decode expects 3 stage features, got {len(features)}")
+        self.check_stage_features(features)
         f1, f2, f3 = features
         x2 = self.conv2(self.mlcl2(f2))
         x = _up_to(self.conv3(self.mlcl3(f3)), x2) + x2

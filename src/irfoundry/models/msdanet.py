@@ -284,8 +284,7 @@ class MSDANet(HostNet):
 
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor:
         """The five stage features -> logits ``B x 1 x H x W`` (``H x W`` is ``f1``'s size = ``input_size``)."""
-        if len(features) != 5:
-            raise ModelError(f"MSDANet.decode expects the 5 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         local = [getattr(self, f"mlcl{i}")(f) for i, f in enumerate(features, start=1)]
         out = local[4]
         for i in (4, 3, 2, 1):

@@ -138,8 +138,7 @@ class MSHNet(HostNet):
         """Stage features -> ``(fused, [m0, m1, m2, m3])``, the reference's ``(pred, masks)`` with
         ``warm_flag=True``: ``fused`` is ``B x 1 x H x W``, ``m_k`` is ``B x 1 x H/2^k x W/2^k`` (native
         resolution, for the reference's loss against max-pooled ground truth)."""
-        if len(features) != 5:
-            raise ModelError(f"MSHNet.decode expects the 5 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         x_e0, x_e1, x_e2, x_e3, x_m = features
         x_d3 = self.decoder_3(torch.cat([x_e3, _resize(x_m, x_e3.shape[-2:])], 1))
         x_d2 = self.decoder_2(torch.cat([x_e2, _resize(x_d3, x_e2.shape[-2:])], 1))

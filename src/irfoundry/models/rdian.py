@@ -234,8 +234,7 @@ class RDIAN(HostNet):
 
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor:
         """``[out1, x_a]`` -> logits ``B x 1 x H x W`` (``(H, W) = input_size``), in both modes."""
-        if len(features) != 2:
-            raise ModelError(f"RDIAN.decode expects the 2 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         out1, x_a = features
         up = F.interpolate(x_a, size=tuple(input_size), mode="bilinear", align_corners=False)
         return self.head(F.relu(up + self.conv_res(out1)))

@@ -227,8 +227,7 @@ class SCTransNet(HostNet):
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor | list[Tensor]:
         """``[x1, x2, x3, x4, d5]`` -> logits ``B x 1 x H x W`` (eval); in training mode with deep supervision
         ``[out, d0, gt2, gt3, gt4, gt5]``, all ``B x 1 x H x W``."""
-        if len(features) != 5:
-            raise ModelError(f"SCTransNet.decode expects the 5 stage features of encode(), got {len(features)}")
+        self.check_stage_features(features)
         s1, s2, s3, s4 = self.skip_features(features[:4])
         d5 = features[4]
         d4 = self.up_decoder4(d5, s4)

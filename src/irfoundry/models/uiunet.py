@@ -247,8 +247,7 @@ class UIUNet(HostNet):
 
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor | list[Tensor]:
         """``[hx1, ..., hx6]`` -> ``d0`` (eval) or ``[d0, d1, ..., d6]`` (training), ``B x 1 x H x W`` logits."""
-        if len(features) != 6:
-            raise ModelError(f"UIU-Net decode expects 6 stage features (stage1..stage6), got {len(features)}")
+        self.check_stage_features(features)
         hx1, hx2, hx3, hx4, hx5, hx6 = features
         h = hx6
         decoded = []

@@ -51,6 +51,7 @@ class TinyUNet(HostNet):
         return feats
 
     def decode(self, features: Sequence[Tensor], input_size: tuple[int, int]) -> Tensor:
+        self.check_stage_features(features)
         x = features[-1]
         for block, skip in zip(self.dec, reversed(features[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
