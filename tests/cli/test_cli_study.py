@@ -42,6 +42,7 @@ def test_study_runs_every_arm_resumes_and_summarises(tiny_synth, tmp_path, capsy
     assert [(r["arm"], r["seed"]) for r in doc["rows"]] == [("host", 0), ("fdep", 0), ("fdep_random", 0)]
     for r in doc["rows"]:
         assert r["test_split"] == "test" and r["n_test"] == 5 and r["epoch_seconds"] > 0
+        assert 0 < r["step_seconds"] <= r["epoch_seconds"]  # per batch: every epoch timed at least one
         assert all(0 <= r[k] <= 1 for k in ("iou", "niou", "pd", "fa")) and 0 <= r["hse"] <= 100
         model = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())["model"]
         assert model["init_prob"] == 0.01  # every arm the same output initialisation (the base)

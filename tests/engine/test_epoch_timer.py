@@ -1,4 +1,5 @@
-"""``train/epoch_seconds`` times the training batches of an epoch and never its validation."""
+"""``train/epoch_seconds`` times the training batches of an epoch and never its validation;
+``train/epoch_batches`` counts the batches it timed."""
 
 from __future__ import annotations
 
@@ -35,3 +36,6 @@ def test_epoch_seconds_excludes_validation(tiny_synth, tmp_path, monkeypatch):
     validated = [r for r in rows if r.get("val/iou")]
     assert len(seconds) == 3 and len(validated) == 3 and offset["s"] >= 3 * VALIDATION_STEP_SECONDS
     assert all(0 < s < VALIDATION_STEP_SECONDS for s in seconds), seconds
+    batches = [float(r["train/epoch_batches"]) for r in rows if r.get("train/epoch_seconds")]
+    steps = [int(r["step"]) for r in rows if r.get("train/epoch_seconds")]  # the global step at each epoch's end
+    assert batches[1:] == [b - a for a, b in zip(steps, steps[1:])] and batches[0] == batches[1] > 0

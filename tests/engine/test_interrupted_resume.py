@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from irfoundry.engine.logs import METRICS_LOG, read_rows
 
 HERE = Path(__file__).resolve().parent
-TIMING = ("train/epoch_seconds",)
+TIMING = ("train/epoch_seconds", "train/epoch_batches")  # what the epoch timer saw: a restart cuts it
 
 
 def _config(root, out, name):

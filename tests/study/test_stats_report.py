@@ -41,7 +41,8 @@ def test_paired_difference_beyond_spread_needs_the_whole_interval_above_zero():
 
 def _row(arm: str, seed: int, iou: float, hse: float) -> dict:
     return {"dataset": "sirst", "host": "acm", "arm": arm, "seed": seed, "iou": iou, "niou": iou, "pd": 0.9,
-            "fa": 1e-4, "hse": hse, "epoch_seconds": {"host": 2.0}.get(arm, 3.0), "val_iou": iou}
+            "fa": 1e-4, "hse": hse, "epoch_seconds": {"host": 2.0}.get(arm, 3.0), "val_iou": iou,
+            "step_seconds": {"host": 0.1}.get(arm, 0.13)}
 
 
 def test_summarize_pairs_by_seed_for_every_comparison():
@@ -55,7 +56,11 @@ def test_summarize_pairs_by_seed_for_every_comparison():
     assert fdep["fdep_random"]["iou"]["n"] == 2  # the prior's own effect, over the shared seeds
     assert set(by_arm["fdep_random"]["paired"]) == {"host"} and by_arm["host"]["paired"] == {}
     assert by_arm["fdep"]["epoch_ratio"][0] == pytest.approx(1.5)
+    assert by_arm["fdep"]["step_ratio"][0] == pytest.approx(1.3) and "step_ratio" not in by_arm["host"]
+    rows[-1] = {k: v for k, v in rows[-1].items() if k != "step_seconds"}  # a row from before step_seconds
+    assert {e["arm"]: e for e in _summary(rows)}["fdep_random"]["step_ratio"][0] == pytest.approx(1.3)
     table = _table(rows)
+    assert "1.30" in table.splitlines()[2]  # fdep's line: epoch x ref 1.50, step x ref 1.30
     assert "fdep - host: dIoU +10.00" in table and "BEYOND spread" in table
     assert "fdep - fdep_random" in table and "fdep_random - host" in table
 
@@ -73,6 +78,8 @@ def test_markdown_summary_has_every_arm_and_comparison_in_the_field_s_units():
     rows += [_row("fdep_kd", s, 0.36, 22.0) for s in (0, 1)]
     table = format_markdown(_summary(rows), metrics=METRICS, paired=["iou", "hse"])
     assert table.startswith("| data | host | arm |") and "| sirst | acm | fdep | 2 | 0 | 35.50 +/- 0.71 |" in table
+    assert table.splitlines()[0].endswith("| step x ref |") and "| 1.30 +/- 0.00 |" in table
+    assert table.splitlines()[2].endswith("| - |")  # the reference arm
     assert "| 100 +/- 0 |" in table  # Fa x1e-6
     assert "| sirst | acm | fdep - host | +5.50 (" in table and "| 2/2 |" in table
     assert [e["arm"] for e in _summary(rows)] == ["host", "fdep", "fdep_kd"]

@@ -129,7 +129,7 @@ class IRSTDModule(L.LightningModule):
         self.ctx.new_epoch()
         # current_epoch is the trainer's (restored by --resume), 0-based
         self.method.on_train_epoch_start(self.ctx)
-        self._epoch_t0, self._epoch_train_s = time.perf_counter(), None
+        self._epoch_t0, self._epoch_train_s, self._epoch_batches = time.perf_counter(), None, 0
 
     def _train_loader(self) -> ResumableLoader | None:
         loader = self.trainer.train_dataloader
@@ -147,12 +147,15 @@ class IRSTDModule(L.LightningModule):
         if not self.automatic_optimization:
             self._step_schedulers("epoch")
         self.ctx.log_epoch_means()
-        # wall time of this epoch's training batches (data loading included, validation excluded)
+        # wall time of this epoch's training batches (data loading included, validation excluded), and how
+        # many batches it timed: seconds per batch compare methods whose epochs differ in length (PAL's pool)
         seconds = self._epoch_train_s if self._epoch_train_s is not None else time.perf_counter() - self._epoch_t0
         self.log("train/epoch_seconds", seconds, sync_dist=True, reduce_fx="max")
+        self.log("train/epoch_batches", float(self._epoch_batches), sync_dist=True, reduce_fx="max")
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
         self.ctx.batch, self.ctx.batch_idx = batch, batch_idx
+        self._epoch_batches = getattr(self, "_epoch_batches", 0) + 1
         out = self.method.training_step(batch, self.ctx)
         loader = self._train_loader()
         if loader is not None:  # the resume state's position in the epoch (read at the end of this batch)

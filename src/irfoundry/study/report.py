@@ -31,7 +31,8 @@ def summarize(rows: Sequence[dict], comparisons: Sequence[Sequence[str]], paired
               metrics: Sequence[str] = ("iou", "niou", "pd", "fa", "hse"), reference: str | None = None,
               arm_order: Sequence[str] = ()) -> list[dict]:
     """Per dataset x host x arm: ``seeds``, ``collapsed`` seeds, mean / std of every metric and of the epoch
-    time, the paired comparisons and ``epoch_ratio`` (per-seed epoch time over the ``reference`` arm's)."""
+    time, the paired comparisons, ``epoch_ratio`` (per-seed median epoch time over the ``reference`` arm's) and
+    ``step_ratio`` (the same of the seconds per training batch: fair where epochs differ in length)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["host"], r["arm"]), []).append(r)
@@ -46,7 +47,7 @@ def summarize(rows: Sequence[dict], comparisons: Sequence[Sequence[str]], paired
         rs = groups[(ds, host, arm)]
         entry: dict[str, Any] = {"dataset": ds, "host": host, "arm": arm, "seeds": sorted(r["seed"] for r in rs),
                                  "collapsed": sorted(r["seed"] for r in rs if collapsed(r)), "paired": {}}
-        for k in (*metrics, "epoch_seconds"):
+        for k in (*metrics, "epoch_seconds", "step_seconds"):
             entry[k] = mean_std([r.get(k) for r in rs])
         for ref in (b for a, b in comparisons if a == arm):
             base = {r["seed"]: r for r in groups.get((ds, host, ref), [])}
@@ -56,11 +57,12 @@ def summarize(rows: Sequence[dict], comparisons: Sequence[Sequence[str]], paired
                                                               if r.get(k) is not None and b.get(k) is not None])
                                         for k in paired}
         base = {r["seed"]: r for r in groups.get((ds, host, reference), [])} if reference else {}
-        ratios = [r["epoch_seconds"] / base[r["seed"]]["epoch_seconds"] for r in rs
-                  if arm != reference and r["seed"] in base and r.get("epoch_seconds")
-                  and base[r["seed"]].get("epoch_seconds")]
-        if ratios:
-            entry["epoch_ratio"] = mean_std(ratios)
+        for cost in ("epoch", "step"):
+            k = f"{cost}_seconds"
+            ratios = [r[k] / base[r["seed"]][k] for r in rs
+                      if arm != reference and r["seed"] in base and r.get(k) and base[r["seed"]].get(k)]
+            if ratios:
+                entry[f"{cost}_ratio"] = mean_std(ratios)
         out.append(entry)
     return out
 
@@ -92,12 +94,12 @@ def verdicts(summary: Sequence[dict], paired: Sequence[str]) -> list[str]:
 def format_table(summary: Sequence[dict], *, metrics: Sequence[str], paired: Sequence[str], title: str = "") -> str:
     """Plain-text table: one line per arm, then the paired comparisons."""
     head = f"{'dataset':<11} {'host':<8} {'arm':<12} {'n':>2} {'dead':>4} " + " ".join(
-        f"{SCALE[m][1]:>17}" for m in metrics) + f" {'epoch x ref':>11}"
+        f"{SCALE[m][1]:>17}" for m in metrics) + f" {'epoch x ref':>11} {'step x ref':>10}"
     lines = ([title] if title else []) + [head]
     for e in summary:
-        ratio = f"{e['epoch_ratio'][0]:.2f}" if "epoch_ratio" in e else "-"
+        ratio, step = (f"{e[k][0]:.2f}" if k in e else "-" for k in ("epoch_ratio", "step_ratio"))
         lines.append(f"{e['dataset']:<11} {e['host']:<8} {e['arm']:<12} {len(e['seeds']):>2} {len(e['collapsed']):>4} "
-                     + " ".join(f"{_pm(e[m], SCALE[m][0]):>17}" for m in metrics) + f" {ratio:>11}")
+                     + " ".join(f"{_pm(e[m], SCALE[m][0]):>17}" for m in metrics) + f" {ratio:>11} {step:>10}")
     dead = [f"{e['dataset']} {e['host']} {e['arm']} seed {', '.join(map(str, e['collapsed']))}"
             for e in summary if e["collapsed"]]
     if dead:
@@ -111,10 +113,11 @@ def format_table(summary: Sequence[dict], *, metrics: Sequence[str], paired: Seq
 
 def format_markdown(summary: Sequence[dict], *, metrics: Sequence[str], paired: Sequence[str]) -> str:
     """The summary as two Markdown tables (per arm; paired comparisons), for pasting into docs unchanged."""
-    lines = ["| data | host | arm | seeds | dead | " + " | ".join(SCALE[m][1] for m in metrics) + " |",
-             "|---" * (5 + len(metrics)) + "|"]
+    lines = ["| data | host | arm | seeds | dead | " + " | ".join(SCALE[m][1] for m in metrics) + " | step x ref |",
+             "|---" * (6 + len(metrics)) + "|"]
     for e in summary:
         cells = [_pm(e[m], SCALE[m][0], 0 if m == "fa" else 2) for m in metrics]
+        cells.append(_pm(e["step_ratio"], 1.0) if "step_ratio" in e else "-")
         lines.append(f"| {e['dataset']} | {e['host']} | {e['arm']} | {len(e['seeds'])} | {len(e['collapsed'])} | "
                      + " | ".join(cells) + " |")
     header = " | ".join(f"d{SCALE[k][1]} (95% CI) | wins" for k in paired)

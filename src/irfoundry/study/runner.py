@@ -15,7 +15,8 @@ fractions; HSE in percent), ``best_epoch``, ``monitor`` and ``best_score`` (the 
 ``val/point_f1`` for a point-supervised run that validates on clicks; ``best_score`` is the selected epoch's value),
 ``val_iou`` and ``val`` (every logged validation value) of the run's *last* validation, not the selected one's
 (``val_iou`` is ``None`` on clicks), ``epoch_seconds`` (median ``train/epoch_seconds``: training batches and data loading, no
-validation), ``train_seconds`` and ``resumed`` when a run was continued. A spec's ``branch_arms`` add a row
+validation), ``step_seconds`` (those seconds per training batch, over the whole run), ``train_seconds`` and
+``resumed`` when a run was continued. A spec's ``branch_arms`` add a row
 per trained run of their arm: another evaluation branch of it (a teacher) at the same checkpoint, with
 ``branch`` and ``of_arm`` (the training fields are the run's).
 """
@@ -52,12 +53,17 @@ def load_results(path: str | Path) -> dict:
         raise ConfigError(f"{path} is not valid JSON ({exc}); move it away to start a new study") from exc
 
 
-def _epoch_seconds(run_dir: Path) -> float | None:
-    """Median ``train/epoch_seconds`` of the run's epoch log; ``None`` without a log."""
+def _epoch_costs(run_dir: Path) -> dict[str, float | None]:
+    """``epoch_seconds``: the median ``train/epoch_seconds`` of the run's epoch log; ``step_seconds``: their sum
+    over the batches they timed (``train/epoch_batches``; ``None`` in logs written before it was logged), the
+    cost that compares methods whose epochs differ in length (PAL's growing pool). ``None`` without a log."""
     from irfoundry.engine.logs import METRICS_LOG, read_rows
 
-    values = [float(r["train/epoch_seconds"]) for r in read_rows(run_dir / METRICS_LOG) if r.get("train/epoch_seconds")]
-    return statistics.median(values) if values else None
+    rows = [r for r in read_rows(run_dir / METRICS_LOG) if r.get("train/epoch_seconds")]
+    seconds = [float(r["train/epoch_seconds"]) for r in rows]
+    batches = [float(r["train/epoch_batches"]) for r in rows if r.get("train/epoch_batches")]
+    per_step = sum(seconds) / sum(batches) if batches and len(batches) == len(seconds) and sum(batches) else None
+    return {"epoch_seconds": statistics.median(seconds) if seconds else None, "step_seconds": per_step}
 
 
 def _resumable(run_dir: Path, cfg: RunConfig) -> bool:
@@ -118,7 +124,7 @@ def train_and_test(key: RunKey, cfg: RunConfig) -> dict[str, Any]:
         **key.as_dict(), "run_name": cfg.trainer.run_name, **_test_fields(test),
         "best_epoch": result["best_epoch"], "monitor": result["monitor"], "best_score": result["best_score"],
         "val_iou": (result["val_metrics"] or {}).get("val/iou"), "val": result["val_metrics"],
-        "epoch_seconds": _epoch_seconds(Path(result["run_dir"])), "train_seconds": train_s,
+        **_epoch_costs(Path(result["run_dir"])), "train_seconds": train_s,
         "run_dir": result["run_dir"], **({"resumed": True} if resume else {}),
     }
 
