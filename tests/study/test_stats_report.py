@@ -80,6 +80,8 @@ def test_markdown_summary_has_every_arm_and_comparison_in_the_field_s_units():
     assert table.startswith("| data | host | arm |") and "| sirst | acm | fdep | 2 | 0 | 35.50 +/- 0.71 |" in table
     assert table.splitlines()[0].endswith("| step x ref |") and "| 1.30 +/- 0.00 |" in table
     assert table.splitlines()[2].endswith("| - |")  # the reference arm
+    old = [{k: v for k, v in r.items() if k != "step_seconds"} for r in rows]  # rows from before step_seconds
+    assert "step x ref" not in format_markdown(_summary(old), metrics=METRICS, paired=["iou", "hse"])
     assert "| 100 +/- 0 |" in table  # Fa x1e-6
     assert "| sirst | acm | fdep - host | +5.50 (" in table and "| 2/2 |" in table
     assert [e["arm"] for e in _summary(rows)] == ["host", "fdep", "fdep_kd"]

@@ -113,11 +113,13 @@ def format_table(summary: Sequence[dict], *, metrics: Sequence[str], paired: Seq
 
 def format_markdown(summary: Sequence[dict], *, metrics: Sequence[str], paired: Sequence[str]) -> str:
     """The summary as two Markdown tables (per arm; paired comparisons), for pasting into docs unchanged."""
-    lines = ["| data | host | arm | seeds | dead | " + " | ".join(SCALE[m][1] for m in metrics) + " | step x ref |",
-             "|---" * (6 + len(metrics)) + "|"]
+    steps = any("step_ratio" in e for e in summary)  # results files from before step_seconds print as they did
+    lines = ["| data | host | arm | seeds | dead | " + " | ".join(SCALE[m][1] for m in metrics)
+             + (" | step x ref |" if steps else " |"), "|---" * (5 + len(metrics) + steps) + "|"]
     for e in summary:
         cells = [_pm(e[m], SCALE[m][0], 0 if m == "fa" else 2) for m in metrics]
-        cells.append(_pm(e["step_ratio"], 1.0) if "step_ratio" in e else "-")
+        if steps:
+            cells.append(_pm(e["step_ratio"], 1.0) if "step_ratio" in e else "-")
         lines.append(f"| {e['dataset']} | {e['host']} | {e['arm']} | {len(e['seeds'])} | {len(e['collapsed'])} | "
                      + " | ".join(cells) + " |")
     header = " | ".join(f"d{SCALE[k][1]} (95% CI) | wins" for k in paired)
