@@ -109,6 +109,14 @@ def test_study_summary_joins_workers_and_refuses_duplicates_and_legacy_files(tmp
     assert main(["study", "summary", str(a), str(b), "--out", str(joined)]) == 0
     assert "fdep - host: dIoU +10.00" in capsys.readouterr().out
     assert [r["arm"] for r in json.loads(joined.read_text())["rows"]] == ["host", "fdep"]
+    b.write_text(json.dumps({**doc, "rows": [{**row, "arm": "fdep", "iou": 0.4, "epoch_seconds": 3.0},
+                                             {**row, "arm": "fdep_random", "epoch_seconds": 1.5}]}))
+    assert main(["study", "summary", str(a), str(b), "--reference", "fdep_random"]) == 0
+    fdep_line = next(line for line in capsys.readouterr().out.splitlines() if " fdep " in line)
+    assert fdep_line.split()[-2] == "2.00"  # epoch x ref: 3.0 s over fdep_random's 1.5 s, not the host's 1.0 s
+    joined.unlink()
+    assert main(["study", "summary", str(a), str(b), "--reference", "fdepp", "--out", str(joined)]) == 1
+    assert "--reference 'fdepp' is not an arm" in capsys.readouterr().err and not joined.exists()
     assert main(["study", "summary", str(a), str(a)]) == 1
     assert "is in both" in capsys.readouterr().err
     b.write_text(json.dumps({**doc, "overrides": ["trainer.max_epochs=9"], "rows": []}))

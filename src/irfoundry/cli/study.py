@@ -48,17 +48,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("results", nargs="+", help="results JSON files (written by study run)")
     s.add_argument("--out", default=None, help="also write the union of the files here")
     s.add_argument("--markdown", action="store_true", help="Markdown tables")
+    s.add_argument("--reference", default=None, metavar="ARM",
+                   help="the arm the costs (epoch / step x ref) divide by (default: the spec's reference_arm)")
     s.set_defaults(func=cmd_summary)
     lst = ssub.add_parser("list", help="the shipped study specs")
     lst.set_defaults(func=cmd_list)
 
 
-def _print(doc: dict, markdown: bool) -> None:
+def _print(doc: dict, markdown: bool, reference: str | None = None) -> None:
     from irfoundry.study import format_markdown, format_table, summarize
     from irfoundry.study.spec import spec_of
 
     spec = spec_of(doc)
-    summary = summarize(doc["rows"], spec.comparisons, spec.paired, spec.metrics, spec.reference, list(spec.arms))
+    summary = summarize(doc["rows"], spec.comparisons, spec.paired, spec.metrics, reference or spec.reference,
+                        list(spec.arms))
     if markdown:
         print(format_markdown(summary, metrics=spec.metrics, paired=spec.paired))
         return
@@ -90,9 +93,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from irfoundry.study.runner import join_results
 
     doc = join_results(args.results)
+    if args.reference is not None:  # before --out is written
+        from irfoundry.errors import ConfigError
+        from irfoundry.study.spec import spec_of
+
+        spec = spec_of(doc)
+        arms = [*spec.arms, *spec.branch_arms]
+        if args.reference not in arms:
+            raise ConfigError(f"--reference {args.reference!r} is not an arm of study {spec.name} "
+                              f"({', '.join(arms)}); nothing was written")
     if args.out:
         write_json(doc, args.out)
-    _print(doc, args.markdown)
+    _print(doc, args.markdown, args.reference)
     return 0
 
 
